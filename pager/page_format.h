@@ -76,6 +76,9 @@ enum page_type {                      /* on disk: never renumber */
 static_assert(FHDR_OFF_META + 8 * FHDR_META_SLOTS == FHDR_END, "header layout");
 static_assert(FHDR_END <= PAGE_SIZE_MIN, "header fits the smallest page");
 
+/* A page on the free list (PAGE_TYPE_FREE_LIST); its body: */
+#define FREE_OFF_NEXT       24         /* u32: next free page, 0 = last      */
+
 /* ---- fixed-width little-endian load/store ---------------------------- */
 
 static inline uint16_t load_le16(const void *p)

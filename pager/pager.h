@@ -15,6 +15,8 @@
 struct io_ctx;
 struct io_file;
 struct space;
+struct pool;
+struct frame;
 
 /* ---- assertions -------------------------------------------------------- */
 
@@ -110,6 +112,8 @@ struct space_header *space_header(struct space *sp);
 /* Makes the file hold at least page_count pages, growing it by whole
    extents (never one page at a time).  DKV_ERR_NOSPACE leaves it as it was. */
 int  space_ensure(struct space *sp, uint64_t page_count);
+/* Encodes the in-memory header into page (a frame of page 0). */
+void space_header_encode(struct space *sp, void *page);
 /* Stamps and writes page 0 from the in-memory header (not synced). */
 int  space_write_header(struct space *sp, struct io_ctx *ctx);
 /* Reads and verifies one page, synchronously (cold paths and tests). */
@@ -118,5 +122,130 @@ int  space_read_page(struct space *sp, struct io_ctx *ctx, uint64_t page_no,
 /* Stamps and writes one page, synchronously (cold paths and tests). */
 int  space_write_page(struct space *sp, struct io_ctx *ctx, uint64_t page_no,
                       void *page);
+
+/* ---- the buffer pool: lifecycle --------------------------------------- */
+
+/* The write-ahead hook (P2): before a page whose last change has LSN lsn is
+   written, the pool calls wal_flush_to(arg, lsn), which returns once the
+   log is durable up to lsn (0), or a DKV_ERR_* (the page stays dirty).
+   NULL: no log yet, pages may be written at once. */
+typedef int (*pool_wal_flush_fn)(void *arg, uint64_t lsn);
+/* Log pressure for adaptive flushing: how full the log is, 0..100 percent
+   of the space a checkpoint can free.  NULL: 0. */
+typedef unsigned (*pool_log_fill_fn)(void *arg);
+/* The clock LRU aging reads, in milliseconds (injectable for tests). */
+typedef uint64_t (*pool_clock_fn)(void *arg);
+
+struct pool_config {
+    size_t   pool_size;          /* bytes of frames; >= POOL_FRAMES_MIN pages */
+    int      io_engine;          /* enum dkv_io_engine                        */
+    unsigned io_fail_setup_mask; /* see struct io_ctx_config                  */
+    unsigned old_blocks_pct;     /* old sublist, % of the LRU; 0 = 37 (5..95) */
+    unsigned old_blocks_time_ms; /* a page must stay old this long before a
+                                    second touch makes it young; default 1000
+                                    (set POOL_OLD_BLOCKS_TIME_ZERO for 0)     */
+    unsigned cleaner_threads;    /* 0 = 1; POOL_NO_CLEANER: none (tests)      */
+    unsigned free_reserve;       /* clean free frames the cleaner keeps;
+                                    0 = automatic                             */
+    unsigned max_dirty_pct;      /* flush harder above this; 0 = 75           */
+    pool_wal_flush_fn wal_flush_to;
+    pool_log_fill_fn  log_fill;
+    void    *wal_arg;
+    pool_clock_fn clock_ms;      /* NULL: CLOCK_MONOTONIC                     */
+    void    *clock_arg;
+};
+
+#define POOL_FRAMES_MIN            32u   /* a B+tree descent and a split    */
+#define POOL_NO_CLEANER            (~0u)
+#define POOL_OLD_BLOCKS_TIME_ZERO  (~0u)
+
+/* Creates a pool over an open data file (which must outlive it).
+   DKV_ERR_INVALID for a pool smaller than POOL_FRAMES_MIN pages or a bad
+   option; DKV_ERR_UNSUPPORTED when the I/O engine cannot be had. */
+int  pool_open(struct space *sp, const struct pool_config *cfg,
+               struct pool **poolp);
+/* Stops the cleaners and frees the pool.  Dirty pages are NOT written:
+   call pool_flush_all first to keep them.  No page may be fixed. */
+void pool_close(struct pool *pool);
+
+/* ---- page access ----------------------------------------------------------- */
+
+enum pool_latch { POOL_S = 1, POOL_X = 2 };
+enum pool_fix_flags {
+    POOL_FIX_MAY_BE_EMPTY = 1 << 0   /* a never-written (all-zero) page is
+                                        not corruption (recovery)            */
+};
+
+/* Fixes page_no: pins it (P1: a pinned page is never evicted), reading it
+   from disk on a miss, and latches it in mode.  Returns DKV_OK with *fp
+   set; DKV_ERR_CORRUPT for a page that fails its checks or lies beyond the
+   file; DKV_ERR_IO; DKV_ERR_NOMEM when every frame is pinned. */
+int   pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
+               struct frame **fp);
+/* Releases the latch and the pin taken by pool_fix or pool_page_alloc. */
+void  pool_unfix(struct pool *pool, struct frame *f);
+void *frame_data(const struct frame *f);         /* page_size bytes        */
+uint32_t frame_page_no(const struct frame *f);
+/* Records a change to an X-fixed page: sets the page's LSN and puts it on
+   the flush list if it was clean (P3). */
+void  pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn);
+/* Starts asynchronous reads of the listed pages that are not in the pool
+   and returns at once; they enter the old end of the LRU. */
+int   pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n);
+
+/* ---- page allocation ----------------------------------------------------- */
+
+/* Allocates a page (from the persistent free list, else by extending the
+   file) and returns it X-fixed, initialised as type, and dirty at lsn; the
+   header page is dirtied at lsn too. */
+int   pool_page_alloc(struct pool *pool, int type, uint64_t lsn,
+                      struct frame **fp);
+/* Puts page_no on the persistent free list (it must not be fixed). */
+int   pool_page_free(struct pool *pool, uint32_t page_no, uint64_t lsn);
+/* Reads and writes the header's meta slots (for the layers above). */
+uint64_t pool_meta_get(struct pool *pool, unsigned slot);
+void  pool_meta_set(struct pool *pool, unsigned slot, uint64_t value,
+                    uint64_t lsn);
+
+/* ---- write-back ------------------------------------------------------------ */
+
+/* Writes every dirty page (respecting P2) and syncs the data file. */
+int   pool_flush_all(struct pool *pool);
+/* The oldest modification LSN among dirty pages, including pages being
+   written; 0 when none is dirty (the checkpoint LSN, P4). */
+uint64_t pool_oldest_dirty_lsn(struct pool *pool);
+/* Wakes the cleaner (the log calls it when it fills). */
+void  pool_wake_cleaner(struct pool *pool);
+
+/* ---- statistics ------------------------------------------------------------ */
+
+struct pool_stats {
+    uint64_t frames, used, free_frames, dirty_pages;
+    uint64_t hits, misses, read_waits;    /* read_waits: hit a page being read */
+    uint64_t prefetched;                  /* reads started by pool_prefetch */
+    uint64_t evictions, pages_read, pages_written, write_batches;
+    uint64_t made_young, not_young;
+    uint64_t reads_inflight, writes_inflight;
+    uint64_t fg_free_waits;               /* a fix waited for a free frame  */
+    uint64_t fg_single_flushes;           /* a fix wrote a dirty page itself */
+    uint64_t lru_len, old_len;
+    int64_t  write_error;                 /* first write-back error, or 0    */
+    const char *io_engine;
+    int      direct;
+};
+void  pool_stats_get(struct pool *pool, struct pool_stats *st);
+
+/* ---- test and debug -------------------------------------------------------- */
+
+/* Checks the pool's invariants (lists, counts, page table); DKV_OK or
+   aborts with the broken one.  For tests, while no other thread uses the
+   pool. */
+int   pool_check(struct pool *pool);
+/* 1 when page_no is in the pool (any state), without touching the LRU. */
+int   pool_contains(struct pool *pool, uint32_t page_no);
+/* 1 when page_no is in the pool and in the young part of the LRU. */
+int   pool_is_young(struct pool *pool, uint32_t page_no);
+/* Position of page_no in the LRU from the young head, or -1. */
+long  pool_lru_position(struct pool *pool, uint32_t page_no);
 
 #endif /* DKV_PAGER_PAGER_H */

@@ -62,7 +62,12 @@ static int transfer(struct io_ctx *ctx, struct io_file *file, int op,
 
 static void encode_header(struct space *sp)
 {
-    unsigned char *p = sp->hdr_buf;
+    space_header_encode(sp, sp->hdr_buf);
+}
+
+void space_header_encode(struct space *sp, void *page)
+{
+    unsigned char *p = page;
     unsigned i;
 
     page_init(p, sp->page_size, 0, PAGE_TYPE_FILE_HEADER);

@@ -1,0 +1,943 @@
+/*
+ * pool.c - the buffer pool: frames, the partitioned page table, fixing and
+ * unfixing pages, reads (on a miss and ahead of need), page allocation.
+ * The LRU policy is in lru.c, write-back in cleaner.c.  Rules P1..P8 and
+ * the lock order are in pager/README.md.
+ *
+ * Entry points:
+ *   pool_open / pool_close           lifecycle
+ *   pool_fix / pool_unfix            pin + latch a page, reading it on a miss
+ *   pool_mark_dirty                  record a change (P3)
+ *   pool_prefetch                    asynchronous reads, returns at once
+ *   pool_page_alloc / pool_page_free the persistent free-page list
+ *   pool_stats_get / pool_check      statistics and the checker
+ *
+ * I/O: fixing threads share a few I/O contexts ("slots"); a thread uses the
+ * slot its thread id hashes to.  Whoever reaps a slot handles every
+ * completion in it through the request's hook, so a page prefetched by one
+ * thread is finished by whichever thread next needs it or uses that slot.
+ */
+#include "pool_int.h"
+
+#include "dkv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_OLD_PCT_DEFAULT    37u
+#define POOL_OLD_TIME_DEFAULT   1000u
+#define POOL_MAX_DIRTY_DEFAULT  75u
+
+/* ---- time and small helpers ---------------------------------------------- */
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t pool_now_ms(struct pool *pool)
+{
+    if (pool->cfg.clock_ms)
+        return pool->cfg.clock_ms(pool->cfg.clock_arg);
+    return monotonic_ms();
+}
+
+void *frame_data(const struct frame *f)
+{
+    return f->req.buf;
+}
+
+uint32_t frame_page_no(const struct frame *f)
+{
+    return f->page_no;
+}
+
+static uint32_t hash_page(uint32_t page_no)
+{
+    return page_no * 2654435761u;
+}
+
+struct pool_part *pool_part_of(struct pool *pool, uint32_t page_no)
+{
+    return &pool->parts[hash_page(page_no) % POOL_PARTS];
+}
+
+static struct frame **bucket_of(struct pool_part *part, uint32_t page_no)
+{
+    return &part->buckets[(hash_page(page_no) / POOL_PARTS) & part->bucket_mask];
+}
+
+/* ---- the page table (under the partition lock) ----------------------------- */
+
+static struct frame *hash_find(struct pool_part *part, uint32_t page_no)
+{
+    struct frame *f = *bucket_of(part, page_no);
+
+    while (f != NULL && f->page_no != page_no)
+        f = f->hash_next;
+    return f;
+}
+
+static void hash_insert(struct pool_part *part, struct frame *f)
+{
+    struct frame **b = bucket_of(part, f->page_no);
+
+    f->hash_next = *b;
+    *b = f;
+}
+
+static void hash_remove(struct pool_part *part, struct frame *f)
+{
+    struct frame **pp = bucket_of(part, f->page_no);
+
+    while (*pp != f) {
+        dkv_verify(*pp != NULL);
+        pp = &(*pp)->hash_next;
+    }
+    *pp = f->hash_next;
+    f->hash_next = NULL;
+}
+
+int pool_hash_remove_if_idle(struct pool *pool, struct frame *f)
+{
+    struct pool_part *part = pool_part_of(pool, f->page_no);
+    int removed = 0;
+
+    pthread_mutex_lock(&part->lock);
+    if (atomic_load(&f->pin_count) == 0 && !atomic_load(&f->dirty) &&
+        !atomic_load(&f->write_pending) &&
+        atomic_load(&f->state) == FRAME_VALID) {
+        hash_remove(part, f);
+        atomic_store(&f->state, FRAME_FREE);
+        removed = 1;
+    }
+    pthread_mutex_unlock(&part->lock);
+    return removed;
+}
+
+/* ---- pins ------------------------------------------------------------------ */
+
+void frame_unpin(struct pool *pool, struct frame *f)
+{
+    unsigned before = atomic_fetch_sub(&f->pin_count, 1);
+
+    dkv_verify(before > 0);
+    if (before != 1)
+        return;
+    if (atomic_load(&f->state) == FRAME_FAILED) {
+        pthread_mutex_lock(&pool->lru_lock);
+        atomic_store(&f->state, FRAME_FREE);
+        free_push(pool, f);
+        pthread_mutex_unlock(&pool->lru_lock);
+    } else if (atomic_load(&pool->free_waiters) > 0) {
+        pthread_mutex_lock(&pool->lru_lock);
+        pthread_cond_broadcast(&pool->free_cv);
+        pthread_mutex_unlock(&pool->lru_lock);
+    }
+}
+
+/* ---- reads ------------------------------------------------------------------ */
+
+void pool_dispatch(struct pool *pool, struct io_req **done, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        struct io_done_hook *hook = done[i]->owner;
+        hook->done(pool, done[i]);
+    }
+}
+
+/* Reaps at least min completions of slot (whose lock is held). */
+static int slot_reap(struct pool *pool, struct io_slot *slot, unsigned min)
+{
+    int n = io_ctx_reap(slot->ctx, slot->done, min, POOL_IO_DEPTH);
+
+    if (n < 0) {
+        int64_t none = 0;
+        atomic_compare_exchange_strong(&pool->write_error, &none, n);
+        return n;
+    }
+    pool_dispatch(pool, slot->done, n);
+    return DKV_OK;
+}
+
+/* The completion of a page read (P0: verified right after the read). */
+static void read_done(struct pool *pool, struct io_req *req)
+{
+    struct frame *f = (struct frame *)((char *)req->owner -
+                                       offsetof(struct frame, read_hook));
+    struct pool_part *part = pool_part_of(pool, f->page_no);
+    int rc;
+
+    if (req->res < 0)
+        rc = (int)req->res;
+    else if ((size_t)req->res != req->len)
+        rc = PAGER_CORRUPT(f->page_no, "page lies beyond the end of the file");
+    else
+        rc = page_verify(req->buf, pool->page_size, f->page_no);
+    f->empty = rc == DKV_NOTFOUND;
+    if (rc == DKV_NOTFOUND)
+        rc = DKV_OK;
+    atomic_fetch_sub(&pool->reads_inflight, 1);
+    atomic_fetch_add(&pool->pages_read, 1);
+    pthread_mutex_lock(&part->lock);
+    f->read_rc = rc;
+    if (rc != DKV_OK)
+        hash_remove(part, f);           /* no new pins on a failed frame */
+    atomic_store(&f->state, rc == DKV_OK ? FRAME_VALID : FRAME_FAILED);
+    pthread_cond_broadcast(&part->read_cv);
+    pthread_mutex_unlock(&part->lock);
+    if (rc != DKV_OK) {
+        pthread_mutex_lock(&pool->lru_lock);
+        lru_remove(pool, f);
+        pthread_mutex_unlock(&pool->lru_lock);
+    }
+    frame_unpin(pool, f);               /* the pin the read held */
+}
+
+static struct io_slot *my_slot(struct pool *pool)
+{
+    uintptr_t id = (uintptr_t)pthread_self();
+
+    return &pool->slots[(id >> 12 ^ id >> 20) % pool->slot_count];
+}
+
+/* Submits reads for frames f[0..n) on slot, making room first. */
+static void submit_reads(struct pool *pool, struct io_slot *slot,
+                         struct frame **f, unsigned n)
+{
+    struct io_req *reqs[POOL_IO_DEPTH];
+    unsigned i, rounds = 0;
+    int rc;
+
+    for (i = 0; i < n; i++)
+        reqs[i] = &f[i]->req;
+    atomic_fetch_add(&pool->reads_inflight, n);
+    pthread_mutex_lock(&slot->lock);
+    while (io_ctx_inflight(slot->ctx) + n > POOL_IO_DEPTH && rounds++ < POOL_IO_DEPTH)
+        if (slot_reap(pool, slot, 1) != DKV_OK)
+            break;
+    for (i = 0; i < n; i++)
+        dkv_assert(&pool->slots[f[i]->io_slot] == slot);
+    rc = io_ctx_submit(slot->ctx, reqs, n);
+    pthread_mutex_unlock(&slot->lock);
+    if (rc != DKV_OK) {
+        for (i = 0; i < n; i++) {
+            reqs[i]->res = rc;
+            read_done(pool, reqs[i]);
+        }
+    }
+}
+
+/* Waits until f (pinned) is no longer being read, helping to reap its slot.
+   Called and returns with part->lock held.  Bounded by POOL_WAIT_MAX_MS. */
+static int wait_read(struct pool *pool, struct pool_part *part, struct frame *f)
+{
+    uint64_t deadline = monotonic_ms() + POOL_WAIT_MAX_MS;
+
+    while (atomic_load(&f->state) == FRAME_READING) {
+        struct io_slot *slot = &pool->slots[f->io_slot];
+        pthread_mutex_unlock(&part->lock);
+        pthread_mutex_lock(&slot->lock);
+        if (atomic_load(&f->state) == FRAME_READING &&
+            io_ctx_inflight(slot->ctx) > 0)
+            slot_reap(pool, slot, 1);
+        pthread_mutex_unlock(&slot->lock);
+        pthread_mutex_lock(&part->lock);
+        if (monotonic_ms() > deadline)
+            return DKV_ERR_IO;
+    }
+    return atomic_load(&f->state) == FRAME_VALID ? DKV_OK : f->read_rc;
+}
+
+/* ---- free frames --------------------------------------------------------------- */
+
+/* Writes one dirty frame near the LRU tail from this thread (counted):
+   only when no clean victim exists (P7).  Returns 1 when one was written. */
+static int flush_one_from_tail(struct pool *pool)
+{
+    struct frame *dirty[1];
+    struct io_slot *slot;
+
+    if (lru_scan_tail(pool, 0, dirty, 1) == 0)
+        return 0;
+    slot = my_slot(pool);
+    pthread_mutex_lock(&slot->lock);
+    cleaner_write_batch(pool, slot->ctx, slot->stage, dirty, 1);
+    pthread_mutex_unlock(&slot->lock);
+    atomic_fetch_add(&pool->fg_single_flushes, 1);
+    return 1;
+}
+
+/* Gets a free frame for a page about to be read or created: the free list,
+   else a clean victim, else a dirty one written by us, else waits. */
+static int frame_get_free(struct pool *pool, struct frame **fp)
+{
+    uint64_t deadline = 0;
+    struct frame *f;
+    struct timespec ts;
+
+    for (;;) {
+        f = lru_get_victim(pool);
+        if (atomic_load(&pool->free_count) < pool->free_reserve)
+            pool_wake_cleaner(pool);
+        if (f != NULL)
+            break;
+        if (flush_one_from_tail(pool))
+            continue;
+        if (deadline == 0) {
+            deadline = monotonic_ms() + POOL_WAIT_MAX_MS;
+            atomic_fetch_add(&pool->fg_free_waits, 1);
+        } else if (monotonic_ms() > deadline) {
+            return DKV_ERR_NOMEM;        /* every frame is pinned */
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 2000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&pool->lru_lock);
+        atomic_fetch_add(&pool->free_waiters, 1);
+        pthread_cond_timedwait(&pool->free_cv, &pool->lru_lock, &ts);
+        atomic_fetch_sub(&pool->free_waiters, 1);
+        pthread_mutex_unlock(&pool->lru_lock);
+    }
+    *fp = f;
+    return DKV_OK;
+}
+
+static void frame_release_free(struct pool *pool, struct frame *f)
+{
+    pthread_mutex_lock(&pool->lru_lock);
+    free_push(pool, f);
+    pthread_mutex_unlock(&pool->lru_lock);
+}
+
+/* Makes f hold page_no (in the page table, pinned pins times) in state,
+   to be read through slot.  Returns the frame that already holds page_no
+   instead, pinned once, when another thread got there first (f is then
+   given back). */
+static struct frame *frame_assign(struct pool *pool, struct frame *f,
+                                  uint32_t page_no, int state, unsigned pins,
+                                  struct io_slot *slot)
+{
+    struct pool_part *part = pool_part_of(pool, page_no);
+    struct frame *other;
+
+    pthread_mutex_lock(&part->lock);
+    other = hash_find(part, page_no);
+    if (other != NULL) {
+        atomic_fetch_add(&other->pin_count, 1);
+        pthread_mutex_unlock(&part->lock);
+        frame_release_free(pool, f);
+        return other;
+    }
+    f->page_no = page_no;
+    f->io_slot = (unsigned)(slot - pool->slots);
+    f->read_rc = 0;
+    f->empty = 0;
+    atomic_store(&f->pin_count, pins);
+    atomic_store(&f->state, state);
+    hash_insert(part, f);
+    pthread_mutex_unlock(&part->lock);
+    pthread_mutex_lock(&pool->lru_lock);
+    lru_insert_old(pool, f);
+    pthread_mutex_unlock(&pool->lru_lock);
+    return f;
+}
+
+static void prepare_read(struct pool *pool, struct frame *f)
+{
+    f->req.op = IO_READ;
+    f->req.file = space_file(pool->sp);
+    f->req.len = pool->page_size;
+    f->req.off = space_page_offset(pool->sp, f->page_no);
+    f->req.owner = &f->read_hook;
+}
+
+/* ---- fixing ---------------------------------------------------------------------- */
+
+/* The page is in the table: pin it and wait for a read in progress. */
+static int fix_hit(struct pool *pool, struct pool_part *part, struct frame *f)
+{
+    int rc = DKV_OK;
+
+    atomic_fetch_add(&f->pin_count, 1);
+    if (atomic_load(&f->state) == FRAME_VALID) {
+        part->hits++;
+    } else {
+        part->read_waits++;
+        rc = wait_read(pool, part, f);
+    }
+    pthread_mutex_unlock(&part->lock);
+    return rc;
+}
+
+/* The page is not in the table: claim a frame and read the page into it. */
+static int fix_miss(struct pool *pool, uint32_t page_no, struct frame **fp)
+{
+    struct frame *f, *got;
+    struct pool_part *part = pool_part_of(pool, page_no);
+    int rc;
+
+    rc = frame_get_free(pool, &f);
+    if (rc != DKV_OK)
+        return rc;
+    got = frame_assign(pool, f, page_no, FRAME_READING, 2, my_slot(pool));
+    if (got == f) {
+        atomic_fetch_add(&pool->misses, 1);
+        prepare_read(pool, f);
+        submit_reads(pool, my_slot(pool), &f, 1);
+    }
+    pthread_mutex_lock(&part->lock);
+    rc = wait_read(pool, part, got);
+    pthread_mutex_unlock(&part->lock);
+    *fp = got;
+    return rc;
+}
+
+int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
+             struct frame **fp)
+{
+    struct pool_part *part = pool_part_of(pool, page_no);
+    struct frame *f;
+    int rc;
+
+    if (page_no >= space_header(pool->sp)->page_count)
+        return PAGER_CORRUPT(page_no, "page number beyond the file");
+    pthread_mutex_lock(&part->lock);
+    f = hash_find(part, page_no);
+    if (f != NULL) {
+        rc = fix_hit(pool, part, f);
+    } else {
+        pthread_mutex_unlock(&part->lock);
+        rc = fix_miss(pool, page_no, &f);
+        if (rc != DKV_OK && f == NULL)
+            return rc;
+    }
+    if (rc == DKV_OK && f->empty && !(flags & POOL_FIX_MAY_BE_EMPTY))
+        rc = PAGER_CORRUPT(page_no, "page was never written");
+    if (rc != DKV_OK) {
+        frame_unpin(pool, f);
+        return rc;
+    }
+    lru_touch(pool, f);
+    if (latch == POOL_X)
+        pthread_rwlock_wrlock(&f->latch);
+    else
+        pthread_rwlock_rdlock(&f->latch);
+    *fp = f;
+    return DKV_OK;
+}
+
+void pool_unfix(struct pool *pool, struct frame *f)
+{
+    pthread_rwlock_unlock(&f->latch);
+    frame_unpin(pool, f);
+}
+
+void pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn)
+{
+    dkv_assert(atomic_load(&f->pin_count) > 0);
+    page_set_lsn(frame_data(f), lsn);
+    atomic_store(&f->newest_lsn, lsn);
+    if (!atomic_load(&f->dirty) || atomic_load(&f->write_pending))
+        flush_list_add(pool, f, lsn);
+}
+
+int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
+{
+    struct frame *batch[POOL_IO_DEPTH / 2];
+    uint64_t page_count = space_header(pool->sp)->page_count;
+    struct io_slot *slot = my_slot(pool);
+    unsigned i, k = 0;
+
+    for (i = 0; i < n; i++) {
+        struct pool_part *part = pool_part_of(pool, page_nos[i]);
+        struct frame *f, *got;
+        int present;
+
+        if (page_nos[i] >= page_count)
+            continue;
+        pthread_mutex_lock(&part->lock);
+        present = hash_find(part, page_nos[i]) != NULL;
+        pthread_mutex_unlock(&part->lock);
+        if (present)
+            continue;
+        f = lru_get_victim(pool);       /* never waits: prefetch is advice */
+        if (f == NULL)
+            break;
+        got = frame_assign(pool, f, page_nos[i], FRAME_READING, 1, slot);
+        if (got != f) {
+            frame_unpin(pool, got);
+            continue;
+        }
+        prepare_read(pool, f);
+        atomic_fetch_add(&pool->prefetched, 1);
+        batch[k++] = f;
+        if (k == sizeof(batch) / sizeof(batch[0])) {
+            submit_reads(pool, slot, batch, k);
+            k = 0;
+        }
+    }
+    if (k > 0)
+        submit_reads(pool, slot, batch, k);
+    if (atomic_load(&pool->free_count) < pool->free_reserve)
+        pool_wake_cleaner(pool);
+    return DKV_OK;
+}
+
+/* ---- page allocation (alloc_lock, then the header's latch) ------------------- */
+
+/* Writes the in-memory header into page 0's frame and dirties it. */
+static void header_changed(struct pool *pool, uint64_t lsn)
+{
+    space_header_encode(pool->sp, frame_data(pool->header));
+    pool_mark_dirty(pool, pool->header, lsn);
+}
+
+/* A frame for a page that is not read but created: X-latched, pinned. */
+static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
+{
+    struct frame *f, *got;
+    int rc = frame_get_free(pool, &f);
+
+    if (rc != DKV_OK)
+        return rc;
+    got = frame_assign(pool, f, page_no, FRAME_VALID, 1, my_slot(pool));
+    if (got != f) {
+        /* A stale copy of a page past the old end: wait for it, reuse it. */
+        struct pool_part *part = pool_part_of(pool, page_no);
+        pthread_mutex_lock(&part->lock);
+        rc = wait_read(pool, part, got);
+        pthread_mutex_unlock(&part->lock);
+        if (rc != DKV_OK) {
+            frame_unpin(pool, got);
+            return rc;
+        }
+    }
+    prepare_read(pool, got);
+    pthread_rwlock_wrlock(&got->latch);
+    *fp = got;
+    return DKV_OK;
+}
+
+int pool_page_alloc(struct pool *pool, int type, uint64_t lsn, struct frame **fp)
+{
+    struct space_header *hdr = space_header(pool->sp);
+    uint32_t page_no_;
+    struct frame *f;
+    int rc;
+
+    pthread_mutex_lock(&pool->alloc_lock);
+    pthread_rwlock_wrlock(&pool->header->latch);
+    if (hdr->free_head != 0) {
+        page_no_ = hdr->free_head;
+        rc = pool_fix(pool, page_no_, POOL_X, 0, &f);
+        if (rc == DKV_OK && page_type(frame_data(f)) != PAGE_TYPE_FREE_LIST) {
+            pool_unfix(pool, f);
+            rc = PAGER_CORRUPT(page_no_, "free list holds a page in use");
+        }
+        if (rc == DKV_OK) {
+            hdr->free_head = load_le32((char *)frame_data(f) + FREE_OFF_NEXT);
+            hdr->free_count--;
+        }
+    } else {
+        page_no_ = (uint32_t)hdr->page_count;
+        rc = space_ensure(pool->sp, hdr->page_count + 1);
+        if (rc == DKV_OK)
+            rc = fix_new(pool, page_no_, &f);
+        if (rc == DKV_OK)
+            hdr->page_count++;
+    }
+    if (rc == DKV_OK) {
+        header_changed(pool, lsn);
+        page_init(frame_data(f), pool->page_size, page_no_, type);
+        pool_mark_dirty(pool, f, lsn);
+        *fp = f;
+    }
+    pthread_rwlock_unlock(&pool->header->latch);
+    pthread_mutex_unlock(&pool->alloc_lock);
+    return rc;
+}
+
+int pool_page_free(struct pool *pool, uint32_t page_no_, uint64_t lsn)
+{
+    struct space_header *hdr = space_header(pool->sp);
+    struct frame *f;
+    int rc;
+
+    if (page_no_ == 0)
+        return DKV_ERR_INVALID;
+    pthread_mutex_lock(&pool->alloc_lock);
+    rc = pool_fix(pool, page_no_, POOL_X, POOL_FIX_MAY_BE_EMPTY, &f);
+    if (rc == DKV_OK) {
+        pthread_rwlock_wrlock(&pool->header->latch);
+        page_init(frame_data(f), pool->page_size, page_no_, PAGE_TYPE_FREE_LIST);
+        store_le32((char *)frame_data(f) + FREE_OFF_NEXT, hdr->free_head);
+        f->empty = 0;
+        pool_mark_dirty(pool, f, lsn);
+        hdr->free_head = page_no_;
+        hdr->free_count++;
+        header_changed(pool, lsn);
+        pthread_rwlock_unlock(&pool->header->latch);
+        pool_unfix(pool, f);
+    }
+    pthread_mutex_unlock(&pool->alloc_lock);
+    return rc;
+}
+
+uint64_t pool_meta_get(struct pool *pool, unsigned slot)
+{
+    uint64_t v;
+
+    dkv_verify(slot < FHDR_META_SLOTS);
+    pthread_rwlock_rdlock(&pool->header->latch);
+    v = space_header(pool->sp)->meta[slot];
+    pthread_rwlock_unlock(&pool->header->latch);
+    return v;
+}
+
+void pool_meta_set(struct pool *pool, unsigned slot, uint64_t value,
+                   uint64_t lsn)
+{
+    dkv_verify(slot < FHDR_META_SLOTS);
+    pthread_rwlock_wrlock(&pool->header->latch);
+    space_header(pool->sp)->meta[slot] = value;
+    header_changed(pool, lsn);
+    pthread_rwlock_unlock(&pool->header->latch);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+static int check_config(const struct pool_config *cfg, uint32_t page_size)
+{
+    if (cfg->pool_size / page_size < POOL_FRAMES_MIN)
+        return DKV_ERR_INVALID;     /* too small for a B+tree descent */
+    if (cfg->pool_size / page_size > UINT32_MAX)
+        return DKV_ERR_INVALID;
+    if (cfg->old_blocks_pct != 0 &&
+        (cfg->old_blocks_pct < 5 || cfg->old_blocks_pct > 95))
+        return DKV_ERR_INVALID;
+    if (cfg->max_dirty_pct > 100)
+        return DKV_ERR_INVALID;
+    return DKV_OK;
+}
+
+static void apply_defaults(struct pool *pool, const struct pool_config *cfg)
+{
+    pool->cfg = *cfg;
+    pool->old_pct = cfg->old_blocks_pct ? cfg->old_blocks_pct
+                                        : POOL_OLD_PCT_DEFAULT;
+    if (cfg->old_blocks_time_ms == POOL_OLD_BLOCKS_TIME_ZERO)
+        pool->old_time_ms = 0;
+    else
+        pool->old_time_ms = cfg->old_blocks_time_ms ? cfg->old_blocks_time_ms
+                                                    : POOL_OLD_TIME_DEFAULT;
+    pool->max_dirty_pct = cfg->max_dirty_pct ? cfg->max_dirty_pct
+                                             : POOL_MAX_DIRTY_DEFAULT;
+    /* Like innodb_lru_scan_depth: a small share of the pool kept free. */
+    pool->free_reserve = cfg->free_reserve;
+    if (pool->free_reserve == 0) {
+        pool->free_reserve = pool->frame_count / 32;
+        pool->free_reserve = pool->free_reserve < 4 ? 4 : pool->free_reserve;
+        pool->free_reserve = pool->free_reserve > 1024 ? 1024 : pool->free_reserve;
+    }
+    if (pool->free_reserve > pool->frame_count / 4)
+        pool->free_reserve = pool->frame_count / 4;
+}
+
+static int init_parts(struct pool *pool)
+{
+    uint32_t buckets = 16;
+    unsigned i;
+
+    while (buckets < 2 * pool->frame_count / POOL_PARTS)
+        buckets *= 2;
+    for (i = 0; i < POOL_PARTS; i++) {
+        struct pool_part *part = &pool->parts[i];
+        part->buckets = calloc(buckets, sizeof(*part->buckets));
+        if (part->buckets == NULL)
+            return DKV_ERR_NOMEM;
+        part->bucket_mask = buckets - 1;
+        pthread_mutex_init(&part->lock, NULL);
+        pthread_cond_init(&part->read_cv, NULL);
+    }
+    return DKV_OK;
+}
+
+static void init_frames(struct pool *pool)
+{
+    uint32_t i;
+
+    for (i = pool->frame_count; i-- > 0;) {
+        struct frame *f = &pool->frames[i];
+        pthread_rwlock_init(&f->latch, NULL);
+        f->read_hook.done = read_done;
+        f->req.buf = pool->region + (size_t)i * pool->page_size;
+        free_push(pool, f);
+    }
+}
+
+static int init_slots(struct pool *pool)
+{
+    struct io_ctx_config cfg = { .engine = pool->cfg.io_engine,
+                                 .depth = POOL_IO_DEPTH,
+                                 .fail_setup_mask = pool->cfg.io_fail_setup_mask };
+    struct io_file *file = space_file(pool->sp);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned i;
+    int rc;
+
+    pool->slot_count = cpus > 0 ? 2 * (unsigned)cpus : POOL_IO_SLOTS_MIN;
+    if (pool->slot_count < POOL_IO_SLOTS_MIN)
+        pool->slot_count = POOL_IO_SLOTS_MIN;
+    pool->slots = calloc(pool->slot_count, sizeof(*pool->slots));
+    if (pool->slots == NULL)
+        return DKV_ERR_NOMEM;
+    for (i = 0; i < pool->slot_count; i++) {
+        struct io_slot *slot = &pool->slots[i];
+        pthread_mutex_init(&slot->lock, NULL);
+        slot->stage = io_buf_alloc(pool->page_size, pool->page_size);
+        if (slot->stage == NULL)
+            return DKV_ERR_NOMEM;
+        rc = io_ctx_create(&cfg, &slot->ctx);
+        if (rc != DKV_OK)
+            return rc;
+        io_ctx_register(slot->ctx, &file, 1, pool->region, pool->region_size);
+    }
+    return DKV_OK;
+}
+
+static int pool_alloc_all(struct pool *pool)
+{
+    int rc;
+
+    pool->region_size = (size_t)pool->frame_count * pool->page_size;
+    pool->region = io_buf_alloc(pool->region_size, pool->page_size);
+    pool->frames = calloc(pool->frame_count, sizeof(*pool->frames));
+    if (pool->region == NULL || pool->frames == NULL)
+        return DKV_ERR_NOMEM;
+    pthread_mutex_init(&pool->lru_lock, NULL);
+    pthread_cond_init(&pool->free_cv, NULL);
+    pthread_mutex_init(&pool->flush_lock, NULL);
+    pthread_mutex_init(&pool->alloc_lock, NULL);
+    rc = init_parts(pool);
+    if (rc != DKV_OK)
+        return rc;
+    init_frames(pool);
+    return init_slots(pool);
+}
+
+int pool_open(struct space *sp, const struct pool_config *cfg,
+              struct pool **poolp)
+{
+    struct pool *pool;
+    int rc;
+
+    if (sp == NULL || cfg == NULL || poolp == NULL)
+        return DKV_ERR_INVALID;
+    rc = check_config(cfg, space_page_size(sp));
+    if (rc != DKV_OK)
+        return rc;
+    pool = calloc(1, sizeof(*pool));
+    if (pool == NULL)
+        return DKV_ERR_NOMEM;
+    pool->sp = sp;
+    pool->page_size = space_page_size(sp);
+    pool->frame_count = (uint32_t)(cfg->pool_size / pool->page_size);
+    apply_defaults(pool, cfg);
+    rc = pool_alloc_all(pool);
+    /* Page 0 stays pinned (not latched) for the pool's life. */
+    if (rc == DKV_OK)
+        rc = pool_fix(pool, 0, POOL_S, 0, &pool->header);
+    if (rc == DKV_OK) {
+        pthread_rwlock_unlock(&pool->header->latch);
+        rc = cleaner_start(pool);
+    }
+    if (rc != DKV_OK) {
+        pool_close(pool);
+        return rc;
+    }
+    *poolp = pool;
+    return DKV_OK;
+}
+
+void pool_close(struct pool *pool)
+{
+    unsigned i;
+
+    if (pool == NULL)
+        return;
+    cleaner_stop(pool);
+    for (i = 0; pool->slots && i < pool->slot_count; i++) {
+        io_ctx_destroy(pool->slots[i].ctx);
+        io_buf_free(pool->slots[i].stage, pool->page_size);
+        pthread_mutex_destroy(&pool->slots[i].lock);
+    }
+    free(pool->slots);
+    for (i = 0; i < POOL_PARTS; i++) {
+        free(pool->parts[i].buckets);
+        if (pool->parts[i].buckets) {
+            pthread_mutex_destroy(&pool->parts[i].lock);
+            pthread_cond_destroy(&pool->parts[i].read_cv);
+        }
+    }
+    for (i = 0; pool->frames && i < pool->frame_count; i++)
+        pthread_rwlock_destroy(&pool->frames[i].latch);
+    free(pool->frames);
+    io_buf_free(pool->region, pool->region_size);
+    free(pool);
+}
+
+/* ---- statistics and checks --------------------------------------------------------- */
+
+void pool_stats_get(struct pool *pool, struct pool_stats *st)
+{
+    unsigned i;
+
+    memset(st, 0, sizeof(*st));
+    for (i = 0; i < POOL_PARTS; i++) {
+        pthread_mutex_lock(&pool->parts[i].lock);
+        st->hits += pool->parts[i].hits;
+        st->read_waits += pool->parts[i].read_waits;
+        pthread_mutex_unlock(&pool->parts[i].lock);
+    }
+    st->frames = pool->frame_count;
+    st->free_frames = atomic_load(&pool->free_count);
+    st->used = st->frames - st->free_frames;
+    st->dirty_pages = atomic_load(&pool->dirty_count);
+    st->misses = atomic_load(&pool->misses);
+    st->prefetched = atomic_load(&pool->prefetched);
+    st->evictions = atomic_load(&pool->evictions);
+    st->pages_read = atomic_load(&pool->pages_read);
+    st->pages_written = atomic_load(&pool->pages_written);
+    st->write_batches = atomic_load(&pool->write_batches);
+    st->made_young = atomic_load(&pool->made_young);
+    st->not_young = atomic_load(&pool->not_young);
+    st->reads_inflight = atomic_load(&pool->reads_inflight);
+    st->writes_inflight = atomic_load(&pool->writes_inflight);
+    st->fg_free_waits = atomic_load(&pool->fg_free_waits);
+    st->fg_single_flushes = atomic_load(&pool->fg_single_flushes);
+    st->lru_len = atomic_load(&pool->lru_len);
+    st->old_len = atomic_load(&pool->old_len);
+    st->write_error = atomic_load(&pool->write_error);
+    st->io_engine = io_ctx_engine_name(pool->slots[0].ctx);
+    st->direct = io_file_direct(space_file(pool->sp));
+}
+
+static struct frame *lookup(struct pool *pool, uint32_t page_no)
+{
+    struct pool_part *part = pool_part_of(pool, page_no);
+    struct frame *f;
+
+    pthread_mutex_lock(&part->lock);
+    f = hash_find(part, page_no);
+    pthread_mutex_unlock(&part->lock);
+    return f;
+}
+
+int pool_contains(struct pool *pool, uint32_t page_no)
+{
+    return lookup(pool, page_no) != NULL;
+}
+
+int pool_is_young(struct pool *pool, uint32_t page_no)
+{
+    struct frame *f = lookup(pool, page_no);
+
+    return f != NULL && atomic_load(&f->in_lru) && !atomic_load(&f->old);
+}
+
+long pool_lru_position(struct pool *pool, uint32_t page_no)
+{
+    struct frame *f;
+    long pos = 0, found = -1;
+
+    pthread_mutex_lock(&pool->lru_lock);
+    for (f = pool->lru_head; f != NULL; f = f->lru_next, pos++) {
+        if (f->page_no == page_no) {
+            found = pos;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool->lru_lock);
+    return found;
+}
+
+/* The LRU and free list: links, counts, the old sublist is a suffix that
+   starts at lru_old. */
+static void check_lists(struct pool *pool)
+{
+    struct frame *f, *prev = NULL;
+    unsigned len = 0, old = 0, frees = 0;
+    int in_old = 0;
+
+    for (f = pool->lru_head; f != NULL; prev = f, f = f->lru_next) {
+        dkv_verify(f->lru_prev == prev && atomic_load(&f->in_lru));
+        if (f == pool->lru_old)
+            in_old = 1;
+        dkv_verify(atomic_load(&f->old) == in_old);
+        old += (unsigned)in_old;
+        len++;
+        dkv_verify(len <= pool->frame_count);
+    }
+    dkv_verify(pool->lru_tail == prev);
+    dkv_verify(len == atomic_load(&pool->lru_len));
+    dkv_verify(old == atomic_load(&pool->old_len));
+    for (f = pool->free_head; f != NULL; f = f->lru_next) {
+        dkv_verify(atomic_load(&f->state) == FRAME_FREE && !atomic_load(&f->in_lru));
+        frees++;
+        dkv_verify(frees <= pool->frame_count);
+    }
+    dkv_verify(frees == atomic_load(&pool->free_count));
+}
+
+/* The flush list: all dirty, ordered by oldest_lsn from the tail. */
+static void check_flush_list(struct pool *pool)
+{
+    struct frame *f, *prev = NULL;
+    unsigned n = 0;
+
+    for (f = pool->flush_head; f != NULL; prev = f, f = f->flush_next) {
+        dkv_verify(f->flush_prev == prev && atomic_load(&f->dirty));
+        dkv_verify(prev == NULL || prev->oldest_lsn >= f->oldest_lsn);
+        n++;
+        dkv_verify(n <= pool->frame_count);
+    }
+    dkv_verify(pool->flush_tail == prev);
+    dkv_verify(n == atomic_load(&pool->dirty_count));
+}
+
+int pool_check(struct pool *pool)
+{
+    uint32_t i, in_table = 0;
+
+    pthread_mutex_lock(&pool->lru_lock);
+    pthread_mutex_lock(&pool->flush_lock);
+    check_lists(pool);
+    check_flush_list(pool);
+    for (i = 0; i < pool->frame_count; i++) {
+        struct frame *f = &pool->frames[i];
+        struct pool_part *part = pool_part_of(pool, f->page_no);
+        int state = atomic_load(&f->state);
+        if (state == FRAME_VALID || state == FRAME_READING) {
+            pthread_mutex_lock(&part->lock);
+            dkv_verify(hash_find(part, f->page_no) == f);
+            pthread_mutex_unlock(&part->lock);
+            dkv_verify(atomic_load(&f->in_lru));
+            in_table++;
+        }
+    }
+    dkv_verify(in_table + atomic_load(&pool->free_count) <= pool->frame_count);
+    pthread_mutex_unlock(&pool->flush_lock);
+    pthread_mutex_unlock(&pool->lru_lock);
+    return DKV_OK;
+}

@@ -1,0 +1,171 @@
+/*
+ * pool_int.h - the buffer pool's frames, page table, LRU and flush list,
+ * shared by pool.c, lru.c and cleaner.c only.  The model, the rules (P1..)
+ * and the lock order are in pager/README.md, sections 2-5.
+ */
+#ifndef DKV_PAGER_POOL_INT_H
+#define DKV_PAGER_POOL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "io.h"
+#include "pager.h"
+
+#define POOL_PARTS        64u       /* page-table partitions (power of two)  */
+#define POOL_IO_SLOTS_MIN 4u        /* I/O contexts shared by fixing threads */
+#define POOL_IO_DEPTH     128u      /* requests in flight per slot           */
+#define POOL_LRU_SCAN     128u      /* frames a victim search looks at       */
+#define POOL_WAIT_MAX_MS  10000u    /* a fix gives up waiting for a frame    */
+
+/* A frame's life (README section 5).  Transitions:
+ *   FREE -> READING     fix miss or prefetch (frame_claim)        pool.c
+ *   READING -> VALID    read verified (read_done)                  pool.c
+ *   READING -> FAILED   read error or bad checksum (read_done)     pool.c
+ *   FREE -> VALID       a page allocated, no read (pool_page_alloc) pool.c
+ *   VALID -> FREE       eviction (evict_victim)                    lru.c
+ *   FAILED -> FREE      the last pin is released (pool_unfix)      pool.c
+ */
+enum frame_state { FRAME_FREE = 0, FRAME_READING, FRAME_VALID, FRAME_FAILED };
+
+struct pool;
+
+/* What a request's owner points to: the function that handles its
+   completion, whoever reaps it (a reader, a waiter, the cleaner). */
+struct io_done_hook {
+    void (*done)(struct pool *pool, struct io_req *req);
+};
+
+struct frame {
+    /* Page table: under the partition lock of page_no. */
+    uint32_t          page_no;
+    _Atomic int       state;          /* enum frame_state                    */
+    int               read_rc;        /* FAILED: why; READING: 0             */
+    int               empty;          /* read an all-zero page               */
+    struct frame     *hash_next;
+    /* Pins: atomic; a new pin on an unpinned frame is taken only under the
+       partition lock (P1). */
+    atomic_uint       pin_count;
+    /* The page latch: protects the page bytes. */
+    pthread_rwlock_t  latch;
+    /* LRU: under pool->lru_lock; old and times also read without it. */
+    struct frame     *lru_prev, *lru_next;
+    atomic_int        in_lru;
+    atomic_int        old;            /* 1: in the old sublist               */
+    _Atomic uint64_t  first_access_ms; /* 0: not touched since it was read  */
+    _Atomic uint64_t  young_clock;    /* pool->evict_clock when made young   */
+    /* Flush list: under pool->flush_lock. */
+    struct frame     *flush_prev, *flush_next;
+    atomic_int        dirty;          /* on the flush list                   */
+    uint64_t          oldest_lsn;     /* first change since last clean       */
+    _Atomic uint64_t  newest_lsn;     /* last change (also in the page)      */
+    atomic_int        write_pending;  /* a copy of it is being written (P5)  */
+    uint64_t          redirty_lsn;    /* first change after the copy, or 0   */
+    /* I/O: the request that reads the page into this frame. */
+    struct io_done_hook read_hook;    /* req.owner points here               */
+    struct io_req     req;
+    unsigned          io_slot;        /* the slot whose context holds req    */
+};
+
+struct pool_part {                    /* one partition of the page table     */
+    pthread_mutex_t   lock;
+    pthread_cond_t    read_cv;        /* a READING frame here finished       */
+    struct frame    **buckets;
+    uint32_t          bucket_mask;
+    uint64_t          hits, read_waits;               /* under lock          */
+} __attribute__((aligned(64)));
+
+struct io_slot {                      /* an I/O context fixing threads share */
+    pthread_mutex_t   lock;
+    struct io_ctx    *ctx;
+    unsigned char    *stage;          /* one page for a foreground flush     */
+    struct io_req    *done[POOL_IO_DEPTH];
+};
+
+struct cleaner;                       /* cleaner.c                           */
+
+struct pool {
+    struct space     *sp;
+    uint32_t          page_size;
+    uint32_t          frame_count;
+    unsigned char    *region;         /* frame_count * page_size, aligned    */
+    size_t            region_size;
+    struct frame     *frames;
+    struct pool_part  parts[POOL_PARTS];
+    struct io_slot   *slots;
+    unsigned          slot_count;
+    atomic_uint       slot_next;
+    struct pool_config cfg;
+    unsigned          old_pct, old_time_ms, free_reserve, max_dirty_pct;
+
+    /* LRU and free list: lru_lock. */
+    pthread_mutex_t   lru_lock;
+    pthread_cond_t    free_cv;        /* a frame became free or unpinned     */
+    struct frame     *lru_head, *lru_tail, *lru_old;
+    atomic_uint       lru_len, old_len;
+    struct frame     *free_head;      /* via lru_next                        */
+    atomic_uint       free_count;
+    atomic_int        free_waiters;
+    _Atomic uint64_t  evict_clock;    /* evictions so far                    */
+
+    /* Flush list: flush_lock.  Head = newest oldest_lsn, tail = oldest. */
+    pthread_mutex_t   flush_lock;
+    struct frame     *flush_head, *flush_tail;
+    atomic_uint       dirty_count;
+
+    /* Allocation of pages: alloc_lock, then page 0's latch. */
+    pthread_mutex_t   alloc_lock;
+    struct frame     *header;         /* page 0, pinned for the pool's life  */
+
+    struct cleaner   *cleaner;
+
+    /* Statistics not kept in the partitions. */
+    atomic_ulong      misses, prefetched;
+    atomic_ulong      evictions, pages_read, pages_written, write_batches;
+    atomic_ulong      made_young, not_young;
+    atomic_ulong      reads_inflight, writes_inflight;
+    atomic_ulong      fg_free_waits, fg_single_flushes;
+    _Atomic int64_t   write_error;
+};
+
+/* ---- pool.c ------------------------------------------------------------- */
+/* Hands each completed request to its owner's hook. */
+void  pool_dispatch(struct pool *pool, struct io_req **done, int n);
+/* Drops one pin; the last pin of a FAILED frame frees it. */
+void  frame_unpin(struct pool *pool, struct frame *f);
+struct pool_part *pool_part_of(struct pool *pool, uint32_t page_no);
+/* Removes f from the page table if it is evictable (unpinned, clean, not
+   being written or read); returns 1 when removed.  Takes f's partition. */
+int   pool_hash_remove_if_idle(struct pool *pool, struct frame *f);
+uint64_t pool_now_ms(struct pool *pool);
+
+/* ---- lru.c -------------------------------------------------------------- */
+/* All under pool->lru_lock. */
+void  lru_insert_old(struct pool *pool, struct frame *f);
+void  lru_make_young(struct pool *pool, struct frame *f);
+void  lru_remove(struct pool *pool, struct frame *f);
+void  free_push(struct pool *pool, struct frame *f);
+struct frame *free_pop(struct pool *pool);
+/* Without the lock: the policy on a hit (P6). */
+void  lru_touch(struct pool *pool, struct frame *f);
+/* Takes a clean, unpinned frame from the LRU tail (evicting it) or the
+   free list; NULL when the first POOL_LRU_SCAN frames are all busy.
+   Takes lru_lock itself. */
+struct frame *lru_get_victim(struct pool *pool);
+/* Evicts up to want clean idle frames from the tail to the free list and
+   collects up to dirty_max unpinned dirty frames near the tail, pinned,
+   into dirty[].  Returns how many dirty ones were collected. */
+unsigned lru_scan_tail(struct pool *pool, unsigned want, struct frame **dirty,
+                       unsigned dirty_max);
+
+/* ---- cleaner.c ---------------------------------------------------------- */
+int   cleaner_start(struct pool *pool);
+void  cleaner_stop(struct pool *pool);
+/* Writes the pinned frames f[0..n) (their pins are released) through ctx,
+   staging copies in stage (n pages), merging neighbours (P5).  Returns 0
+   or the first error; pages that failed stay dirty. */
+int   cleaner_write_batch(struct pool *pool, struct io_ctx *ctx,
+                          unsigned char *stage, struct frame **f, unsigned n);
+void  flush_list_add(struct pool *pool, struct frame *f, uint64_t lsn);
+
+#endif /* DKV_PAGER_POOL_INT_H */
