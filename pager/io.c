@@ -270,6 +270,16 @@ int io_file_allocate(struct io_file *file, uint64_t off, uint64_t len)
     return DKV_OK;
 }
 
+int io_file_fill_zero(struct io_file *file, uint64_t off, uint64_t len)
+{
+    int err;
+
+    if (len == 0 || off % file->off_align || len % file->off_align)
+        return DKV_ERR_INVALID;
+    err = zero_fill(file, off, len);
+    return err ? io_errno_rc(-err) : DKV_OK;
+}
+
 int io_file_sync(struct io_file *file)
 {
     int rc;
@@ -663,27 +673,52 @@ int io_ctx_reap(struct io_ctx *ctx, struct io_req **done, unsigned min,
     return (int)got;
 }
 
+/* Reaps until nothing is in flight; returns how many came back. */
+static unsigned drain(struct io_ctx *ctx)
+{
+    struct io_req *done[64];
+    unsigned back = 0;
+
+    while (ctx->inflight > 0) {
+        int r = io_ctx_reap(ctx, done, 1, 64);
+        if (r < 0)
+            break;
+        back += (unsigned)r;
+    }
+    return back;
+}
+
 int io_run(struct io_ctx *ctx, struct io_req *const *reqs, unsigned n)
 {
     struct io_req *done[64];
     unsigned i, sent = 0, back = 0;
     int rc = DKV_OK;
 
-    if (ctx->inflight != 0)
+    if (ctx->inflight != 0 || (n > 0 && reqs == NULL))
         return DKV_ERR_INVALID;
+    /* Check every request first, so a bad one refuses the whole run and
+       nothing is left in flight. */
+    for (i = 0; i < n; i++) {
+        rc = reqs[i] ? check_req(reqs[i]) : DKV_ERR_INVALID;
+        if (rc != DKV_OK)
+            return rc;
+    }
     while (back < n) {
         unsigned batch = n - sent;
+        int r;
         if (batch > ctx->depth - ctx->inflight)
             batch = ctx->depth - ctx->inflight;
         if (batch > 0) {
-            int s = io_ctx_submit(ctx, reqs + sent, batch);
-            if (s != DKV_OK)
-                return back == sent ? s : DKV_ERR_IO;
+            rc = io_ctx_submit(ctx, reqs + sent, batch);
+            if (rc != DKV_OK) {
+                drain(ctx);
+                return rc;
+            }
             sent += batch;
         }
-        int r = io_ctx_reap(ctx, done, 1, 64);
+        r = io_ctx_reap(ctx, done, 1, 64);
         if (r < 0)
-            return r;
+            return r;                   /* the context is broken (IO7) */
         back += (unsigned)r;
     }
     for (i = 0; i < n && rc == DKV_OK; i++) {

@@ -71,6 +71,9 @@ int64_t  io_file_size(struct io_file *file);
    system lacks it).  Never shrinks.  DKV_ERR_NOSPACE when the disk is full,
    and then the file size is unchanged. */
 int      io_file_allocate(struct io_file *file, uint64_t off, uint64_t len);
+/* Writes zeros over [off, off+len) (aligned), so later writes there need
+   no metadata update (a log file's preallocation). */
+int      io_file_fill_zero(struct io_file *file, uint64_t off, uint64_t len);
 /* fdatasync.  A failure is returned once and must not be retried (IO7). */
 int      io_file_sync(struct io_file *file);
 
