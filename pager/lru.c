@@ -20,6 +20,8 @@
 
 #include "dkv.h"
 
+#define LRU_NOT_TOUCHED UINT64_MAX
+
 /* ---- the lists (pool->lru_lock held) ------------------------------------------- */
 
 void free_push(struct pool *pool, struct frame *f)
@@ -45,20 +47,15 @@ struct frame *free_pop(struct pool *pool)
     return f;
 }
 
-/* Moves the old/young boundary so the old sublist is old_pct of the LRU. */
+/* Keeps the old sublist at least old_pct of the LRU by moving the boundary
+   toward the head: the young part's tail ages into the old part.  It never
+   shrinks the old part by promoting its head: a page becomes young only by
+   earning it (P6b), so while the pool fills every page read stays old. */
 static void old_adjust(struct pool *pool)
 {
     unsigned len = atomic_load(&pool->lru_len);
     unsigned target = (unsigned)((uint64_t)len * pool->old_pct / 100);
-    uint64_t clock = atomic_load(&pool->evict_clock);
 
-    while (atomic_load(&pool->old_len) > target && pool->lru_old != NULL) {
-        struct frame *f = pool->lru_old;
-        atomic_store(&f->old, 0);
-        atomic_store(&f->young_clock, clock);
-        pool->lru_old = f->lru_next;
-        atomic_fetch_sub(&pool->old_len, 1);
-    }
     while (atomic_load(&pool->old_len) < target) {
         struct frame *f = pool->lru_old ? pool->lru_old->lru_prev : pool->lru_tail;
         if (f == NULL)
@@ -88,7 +85,7 @@ static void link_before(struct pool *pool, struct frame *f, struct frame *next)
 void lru_insert_old(struct pool *pool, struct frame *f)
 {
     dkv_assert(!atomic_load(&f->in_lru));
-    atomic_store(&f->first_access_ms, 0);
+    atomic_store(&f->first_access_ms, LRU_NOT_TOUCHED);
     link_before(pool, f, pool->lru_old);
     atomic_store(&f->old, 1);
     pool->lru_old = f;
@@ -155,9 +152,9 @@ void lru_touch(struct pool *pool, struct frame *f)
     }
     now = pool_now_ms(pool);
     first = atomic_load(&f->first_access_ms);
-    if (first == 0) {
+    if (first == LRU_NOT_TOUCHED) {
         /* The first touch since the read starts the clock (P6b). */
-        atomic_store(&f->first_access_ms, now ? now : 1);
+        atomic_store(&f->first_access_ms, now);
         if (pool->old_time_ms != 0) {
             atomic_fetch_add(&pool->not_young, 1);
             return;

@@ -81,6 +81,8 @@ struct space_config {
     int      create;           /* create the file when it does not exist    */
     int      direct;           /* ask for O_DIRECT                          */
     int      read_only;
+    int      allow_torn_header;  /* a torn page 0 with a readable first
+                                    sector opens (recovery will restore it) */
 };
 
 /* The file header's fields, as the layers above see them. */
@@ -114,6 +116,14 @@ struct space_header *space_header(struct space *sp);
 int  space_ensure(struct space *sp, uint64_t page_count);
 /* Encodes the in-memory header into page (a frame of page 0). */
 void space_header_encode(struct space *sp, void *page);
+/* Writes only the header's fields into page 0 (bytes FHDR_OFF_MAGIC..
+   FHDR_END), keeping its page header; and reads them back (after redo),
+   DKV_ERR_CORRUPT for impossible values. */
+void space_header_store_fields(struct space *sp, void *page);
+int  space_header_load_fields(struct space *sp, const void *page);
+/* 1 when page 0 failed its checksum at open with allow_torn_header set:
+   recovery must restore it from the log. */
+int  space_header_torn(const struct space *sp);
 /* Stamps and writes page 0 from the in-memory header (not synced). */
 int  space_write_header(struct space *sp, struct io_ctx *ctx);
 /* Reads and verifies one page, synchronously (cold paths and tests). */
@@ -172,8 +182,10 @@ void pool_close(struct pool *pool);
 
 enum pool_latch { POOL_S = 1, POOL_X = 2 };
 enum pool_fix_flags {
-    POOL_FIX_MAY_BE_EMPTY = 1 << 0   /* a never-written (all-zero) page is
+    POOL_FIX_MAY_BE_EMPTY = 1 << 0,  /* a never-written (all-zero) page is
                                         not corruption (recovery)            */
+    POOL_FIX_NO_READ      = 1 << 1   /* the caller overwrites the whole page:
+                                        do not read it (X latch only)        */
 };
 
 /* Fixes page_no: pins it (P1: a pinned page is never evicted), reading it
@@ -206,6 +218,78 @@ int   pool_page_free(struct pool *pool, uint32_t page_no, uint64_t lsn);
 uint64_t pool_meta_get(struct pool *pool, unsigned slot);
 void  pool_meta_set(struct pool *pool, unsigned slot, uint64_t value,
                     uint64_t lsn);
+
+/* ---- mini-transactions (the pager's side; wal/ frames the log) -------------- */
+
+/* Record types the pager defines and applies (0..63; the engine's: 64..). */
+enum redo_type {
+    REDO_PAGE_INIT  = 1,   /* payload: u16 page type                         */
+    REDO_PAGE_WRITE = 2,   /* payload: u32 offset, then the bytes written    */
+    REDO_PAGE_IMAGE = 3,   /* payload: the whole page (W6)                   */
+    REDO_NOOP       = 4    /* no change: ends a unit whose last MTR changed
+                              nothing                                         */
+};
+#define REDO_PAGER_MAX 63
+
+#define POOL_MTR_PAGES 32u
+
+struct pool_mtr_page {
+    struct frame *f;
+    int           latch;       /* POOL_S or POOL_X                           */
+    uint64_t      prev_lsn;    /* the page's LSN when this MTR fixed it      */
+    int           modified, inited;
+};
+
+/* The pages one operation holds and the redo records of its changes.  All
+   pages stay fixed until pool_mtr_commit; the log sees the records as one
+   unit (wal/README.md W1). */
+struct pool_mtr {
+    struct pool          *pool;
+    unsigned              count;
+    struct pool_mtr_page  pages[POOL_MTR_PAGES];
+    unsigned char        *log;                 /* records, in change order  */
+    size_t                log_len, log_cap;
+    unsigned char        *body;                /* built by pool_mtr_body    */
+    size_t                body_len, body_cap;
+    int                   unlogged;            /* no records are kept       */
+};
+
+void pool_mtr_start(struct pool_mtr *m, struct pool *pool);
+/* Fixes page_no for this MTR (again: the same frame; S then X: invalid). */
+int  pool_mtr_fix(struct pool_mtr *m, uint32_t page_no, int latch, int flags,
+                  struct frame **fp);
+/* Writes len bytes at off (past the page header) of an X-fixed page and
+   logs it. */
+int  pool_mtr_write(struct pool_mtr *m, struct frame *f, uint32_t off,
+                    const void *data, uint32_t len);
+/* Allocates a page (free list first), X-fixed, initialised as type. */
+int  pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp);
+/* Puts page_no on the persistent free list. */
+int  pool_mtr_free(struct pool_mtr *m, uint32_t page_no);
+int  pool_mtr_meta_set(struct pool_mtr *m, unsigned slot, uint64_t value);
+/* Builds the log body: a whole-page image first for every changed page
+   whose LSN was <= fpi_lsn, then the other pages' records.  *len = 0 when
+   nothing changed. */
+int  pool_mtr_body(struct pool_mtr *m, uint64_t fpi_lsn, const void **body,
+                   size_t *len);
+/* After the log took the body at [start_lsn, end_lsn): marks the changed
+   pages dirty (oldest = start, page LSN = end) and releases every page. */
+void pool_mtr_commit(struct pool_mtr *m, uint64_t start_lsn, uint64_t end_lsn);
+/* Releases the pages of an MTR that changed nothing. */
+void pool_mtr_release(struct pool_mtr *m);
+/* Releases the pages of an MTR the log refused, without marking them
+   dirty: only after the log failed for good (nothing is written then). */
+void pool_mtr_abandon(struct pool_mtr *m);
+void pool_mtr_free_buffers(struct pool_mtr *m);
+
+/* Recovery: applies one pager record of an MTR that ended at end_lsn,
+   unless the page already has it (its LSN).  DKV_ERR_CORRUPT for a record
+   that does not fit. */
+int  pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,
+                     uint32_t page_no, const void *payload, uint32_t len);
+/* After recovery: DKV_ERR_CORRUPT if page 0 was torn and no image in the
+   log restored it. */
+int  pool_recovery_done(struct pool *pool);
 
 /* ---- write-back ------------------------------------------------------------ */
 

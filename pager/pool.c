@@ -275,8 +275,30 @@ static int flush_one_from_tail(struct pool *pool)
     return 1;
 }
 
+/* Completes reads in flight (prefetches nobody has reaped hold frames
+   pinned): waits on the first slot with reads in flight.  Returns 1 when
+   it reaped something. */
+static int reap_reads(struct pool *pool)
+{
+    unsigned i;
+    int got = 0;
+
+    if (atomic_load(&pool->reads_inflight) == 0)
+        return 0;
+    for (i = 0; i < pool->slot_count && !got; i++) {
+        struct io_slot *slot = &pool->slots[i];
+        if (pthread_mutex_trylock(&slot->lock) != 0)
+            continue;
+        if (io_ctx_inflight(slot->ctx) > 0)
+            got = slot_reap(pool, slot, 1) == DKV_OK;
+        pthread_mutex_unlock(&slot->lock);
+    }
+    return got;
+}
+
 /* Gets a free frame for a page about to be read or created: the free list,
-   else a clean victim, else a dirty one written by us, else waits. */
+   else a clean victim, else a dirty one written by us, else completes
+   reads in flight, else waits. */
 static int frame_get_free(struct pool *pool, struct frame **fp)
 {
     uint64_t deadline = 0;
@@ -289,7 +311,7 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
             pool_wake_cleaner(pool);
         if (f != NULL)
             break;
-        if (flush_one_from_tail(pool))
+        if (flush_one_from_tail(pool) || reap_reads(pool))
             continue;
         if (deadline == 0) {
             deadline = monotonic_ms() + POOL_WAIT_MAX_MS;
@@ -403,6 +425,32 @@ static int fix_miss(struct pool *pool, uint32_t page_no, struct frame **fp)
     return rc;
 }
 
+/* A frame for a page that is not read but created: X-latched, pinned. */
+static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
+{
+    struct frame *f, *got;
+    int rc = frame_get_free(pool, &f);
+
+    if (rc != DKV_OK)
+        return rc;
+    got = frame_assign(pool, f, page_no, FRAME_VALID, 1, my_slot(pool));
+    if (got != f) {
+        /* A stale copy of a page past the old end: wait for it, reuse it. */
+        struct pool_part *part = pool_part_of(pool, page_no);
+        pthread_mutex_lock(&part->lock);
+        rc = wait_read(pool, part, got);
+        pthread_mutex_unlock(&part->lock);
+        if (rc != DKV_OK) {
+            frame_unpin(pool, got);
+            return rc;
+        }
+    }
+    prepare_read(pool, got);
+    pthread_rwlock_wrlock(&got->latch);
+    *fp = got;
+    return DKV_OK;
+}
+
 int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
              struct frame **fp)
 {
@@ -410,7 +458,12 @@ int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
     struct frame *f;
     int rc;
 
-    if (page_no >= space_header(pool->sp)->page_count)
+    if (flags & POOL_FIX_NO_READ) {
+        if (latch != POOL_X || page_no >= space_capacity(pool->sp))
+            return DKV_ERR_INVALID;
+        return fix_new(pool, page_no, fp);
+    }
+    if (page_no >= atomic_load(&pool->page_limit))
         return PAGER_CORRUPT(page_no, "page number beyond the file");
     pthread_mutex_lock(&part->lock);
     f = hash_find(part, page_no);
@@ -443,23 +496,30 @@ void pool_unfix(struct pool *pool, struct frame *f)
     frame_unpin(pool, f);
 }
 
+void pool_mark_dirty_range(struct pool *pool, struct frame *f,
+                           uint64_t start_lsn, uint64_t end_lsn)
+{
+    dkv_assert(atomic_load(&f->pin_count) > 0 && start_lsn <= end_lsn);
+    page_set_lsn(frame_data(f), end_lsn);
+    atomic_store(&f->newest_lsn, end_lsn);
+    if (!atomic_load(&f->dirty) || atomic_load(&f->write_pending))
+        flush_list_add(pool, f, start_lsn);
+}
+
 void pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn)
 {
-    dkv_assert(atomic_load(&f->pin_count) > 0);
-    page_set_lsn(frame_data(f), lsn);
-    atomic_store(&f->newest_lsn, lsn);
-    if (!atomic_load(&f->dirty) || atomic_load(&f->write_pending))
-        flush_list_add(pool, f, lsn);
+    pool_mark_dirty_range(pool, f, lsn, lsn);
 }
 
 int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
 {
     struct frame *batch[POOL_IO_DEPTH / 2];
-    uint64_t page_count = space_header(pool->sp)->page_count;
+    uint64_t page_count = atomic_load(&pool->page_limit);
     struct io_slot *slot = my_slot(pool);
-    unsigned i, k = 0;
+    unsigned i, k = 0, started = 0;
 
-    for (i = 0; i < n; i++) {
+    /* Advice, not a command: never more than a quarter of the pool. */
+    for (i = 0; i < n && started < pool->frame_count / 4; i++) {
         struct pool_part *part = pool_part_of(pool, page_nos[i]);
         struct frame *f, *got;
         int present;
@@ -481,6 +541,7 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
         }
         prepare_read(pool, f);
         atomic_fetch_add(&pool->prefetched, 1);
+        started++;
         batch[k++] = f;
         if (k == sizeof(batch) / sizeof(batch[0])) {
             submit_reads(pool, slot, batch, k);
@@ -494,105 +555,7 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
     return DKV_OK;
 }
 
-/* ---- page allocation (alloc_lock, then the header's latch) ------------------- */
-
-/* Writes the in-memory header into page 0's frame and dirties it. */
-static void header_changed(struct pool *pool, uint64_t lsn)
-{
-    space_header_encode(pool->sp, frame_data(pool->header));
-    pool_mark_dirty(pool, pool->header, lsn);
-}
-
-/* A frame for a page that is not read but created: X-latched, pinned. */
-static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
-{
-    struct frame *f, *got;
-    int rc = frame_get_free(pool, &f);
-
-    if (rc != DKV_OK)
-        return rc;
-    got = frame_assign(pool, f, page_no, FRAME_VALID, 1, my_slot(pool));
-    if (got != f) {
-        /* A stale copy of a page past the old end: wait for it, reuse it. */
-        struct pool_part *part = pool_part_of(pool, page_no);
-        pthread_mutex_lock(&part->lock);
-        rc = wait_read(pool, part, got);
-        pthread_mutex_unlock(&part->lock);
-        if (rc != DKV_OK) {
-            frame_unpin(pool, got);
-            return rc;
-        }
-    }
-    prepare_read(pool, got);
-    pthread_rwlock_wrlock(&got->latch);
-    *fp = got;
-    return DKV_OK;
-}
-
-int pool_page_alloc(struct pool *pool, int type, uint64_t lsn, struct frame **fp)
-{
-    struct space_header *hdr = space_header(pool->sp);
-    uint32_t page_no_;
-    struct frame *f;
-    int rc;
-
-    pthread_mutex_lock(&pool->alloc_lock);
-    pthread_rwlock_wrlock(&pool->header->latch);
-    if (hdr->free_head != 0) {
-        page_no_ = hdr->free_head;
-        rc = pool_fix(pool, page_no_, POOL_X, 0, &f);
-        if (rc == DKV_OK && page_type(frame_data(f)) != PAGE_TYPE_FREE_LIST) {
-            pool_unfix(pool, f);
-            rc = PAGER_CORRUPT(page_no_, "free list holds a page in use");
-        }
-        if (rc == DKV_OK) {
-            hdr->free_head = load_le32((char *)frame_data(f) + FREE_OFF_NEXT);
-            hdr->free_count--;
-        }
-    } else {
-        page_no_ = (uint32_t)hdr->page_count;
-        rc = space_ensure(pool->sp, hdr->page_count + 1);
-        if (rc == DKV_OK)
-            rc = fix_new(pool, page_no_, &f);
-        if (rc == DKV_OK)
-            hdr->page_count++;
-    }
-    if (rc == DKV_OK) {
-        header_changed(pool, lsn);
-        page_init(frame_data(f), pool->page_size, page_no_, type);
-        pool_mark_dirty(pool, f, lsn);
-        *fp = f;
-    }
-    pthread_rwlock_unlock(&pool->header->latch);
-    pthread_mutex_unlock(&pool->alloc_lock);
-    return rc;
-}
-
-int pool_page_free(struct pool *pool, uint32_t page_no_, uint64_t lsn)
-{
-    struct space_header *hdr = space_header(pool->sp);
-    struct frame *f;
-    int rc;
-
-    if (page_no_ == 0)
-        return DKV_ERR_INVALID;
-    pthread_mutex_lock(&pool->alloc_lock);
-    rc = pool_fix(pool, page_no_, POOL_X, POOL_FIX_MAY_BE_EMPTY, &f);
-    if (rc == DKV_OK) {
-        pthread_rwlock_wrlock(&pool->header->latch);
-        page_init(frame_data(f), pool->page_size, page_no_, PAGE_TYPE_FREE_LIST);
-        store_le32((char *)frame_data(f) + FREE_OFF_NEXT, hdr->free_head);
-        f->empty = 0;
-        pool_mark_dirty(pool, f, lsn);
-        hdr->free_head = page_no_;
-        hdr->free_count++;
-        header_changed(pool, lsn);
-        pthread_rwlock_unlock(&pool->header->latch);
-        pool_unfix(pool, f);
-    }
-    pthread_mutex_unlock(&pool->alloc_lock);
-    return rc;
-}
+/* ---- the header's meta slots ------------------------------------------------ */
 
 uint64_t pool_meta_get(struct pool *pool, unsigned slot)
 {
@@ -603,16 +566,6 @@ uint64_t pool_meta_get(struct pool *pool, unsigned slot)
     v = space_header(pool->sp)->meta[slot];
     pthread_rwlock_unlock(&pool->header->latch);
     return v;
-}
-
-void pool_meta_set(struct pool *pool, unsigned slot, uint64_t value,
-                   uint64_t lsn)
-{
-    dkv_verify(slot < FHDR_META_SLOTS);
-    pthread_rwlock_wrlock(&pool->header->latch);
-    space_header(pool->sp)->meta[slot] = value;
-    header_changed(pool, lsn);
-    pthread_rwlock_unlock(&pool->header->latch);
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
@@ -728,7 +681,6 @@ static int pool_alloc_all(struct pool *pool)
     pthread_mutex_init(&pool->lru_lock, NULL);
     pthread_cond_init(&pool->free_cv, NULL);
     pthread_mutex_init(&pool->flush_lock, NULL);
-    pthread_mutex_init(&pool->alloc_lock, NULL);
     rc = init_parts(pool);
     if (rc != DKV_OK)
         return rc;
@@ -755,9 +707,16 @@ int pool_open(struct space *sp, const struct pool_config *cfg,
     pool->frame_count = (uint32_t)(cfg->pool_size / pool->page_size);
     apply_defaults(pool, cfg);
     rc = pool_alloc_all(pool);
-    /* Page 0 stays pinned (not latched) for the pool's life. */
-    if (rc == DKV_OK)
+    /* Page 0 stays pinned (not latched) for the pool's life.  A torn one
+       is left for recovery to restore (zeroed until then). */
+    atomic_store(&pool->page_limit, space_header(sp)->page_count);
+    if (rc == DKV_OK && space_header_torn(sp)) {
+        rc = pool_fix(pool, 0, POOL_X, POOL_FIX_NO_READ, &pool->header);
+        if (rc == DKV_OK)
+            memset(frame_data(pool->header), 0, pool->page_size);
+    } else if (rc == DKV_OK) {
         rc = pool_fix(pool, 0, POOL_S, 0, &pool->header);
+    }
     if (rc == DKV_OK) {
         pthread_rwlock_unlock(&pool->header->latch);
         rc = cleaner_start(pool);

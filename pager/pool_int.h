@@ -52,7 +52,7 @@ struct frame {
     struct frame     *lru_prev, *lru_next;
     atomic_int        in_lru;
     atomic_int        old;            /* 1: in the old sublist               */
-    _Atomic uint64_t  first_access_ms; /* 0: not touched since it was read  */
+    _Atomic uint64_t  first_access_ms; /* UINT64_MAX: not touched since read */
     _Atomic uint64_t  young_clock;    /* pool->evict_clock when made young   */
     /* Flush list: under pool->flush_lock. */
     struct frame     *flush_prev, *flush_next;
@@ -113,9 +113,10 @@ struct pool {
     struct frame     *flush_head, *flush_tail;
     atomic_uint       dirty_count;
 
-    /* Allocation of pages: alloc_lock, then page 0's latch. */
-    pthread_mutex_t   alloc_lock;
-    struct frame     *header;         /* page 0, pinned for the pool's life  */
+    /* Page 0, pinned for the pool's life; its latch guards the in-memory
+       space header (allocation, meta slots). */
+    struct frame     *header;
+    _Atomic uint64_t  page_limit;     /* page count, for bound checks        */
 
     struct cleaner   *cleaner;
 
@@ -167,5 +168,10 @@ void  cleaner_stop(struct pool *pool);
 int   cleaner_write_batch(struct pool *pool, struct io_ctx *ctx,
                           unsigned char *stage, struct frame **f, unsigned n);
 void  flush_list_add(struct pool *pool, struct frame *f, uint64_t lsn);
+
+/* pool.c: marks f (X-fixed) dirty: oldest modification start_lsn (if it
+   was clean), page LSN end_lsn. */
+void  pool_mark_dirty_range(struct pool *pool, struct frame *f,
+                            uint64_t start_lsn, uint64_t end_lsn);
 
 #endif /* DKV_PAGER_POOL_INT_H */

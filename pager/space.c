@@ -29,6 +29,7 @@ struct space {
     uint32_t            page_size;
     uint64_t            capacity;       /* pages the file has room for     */
     int                 read_only;
+    int                 header_torn;    /* page 0 awaits recovery          */
     struct space_header hdr;
     unsigned char      *hdr_buf;        /* one aligned page for page 0      */
 };
@@ -67,10 +68,15 @@ static void encode_header(struct space *sp)
 
 void space_header_encode(struct space *sp, void *page)
 {
+    page_init(page, sp->page_size, 0, PAGE_TYPE_FILE_HEADER);
+    space_header_store_fields(sp, page);
+}
+
+void space_header_store_fields(struct space *sp, void *page)
+{
     unsigned char *p = page;
     unsigned i;
 
-    page_init(p, sp->page_size, 0, PAGE_TYPE_FILE_HEADER);
     memcpy(p + FHDR_OFF_MAGIC, FILE_MAGIC, sizeof(FILE_MAGIC));
     store_le32(p + FHDR_OFF_VERSION, PAGE_FORMAT_VERSION);
     store_le32(p + FHDR_OFF_PAGE_SIZE, sp->page_size);
@@ -94,23 +100,42 @@ static int decode_header(struct space *sp)
     for (i = FHDR_END; i < sp->page_size; i += 8)
         if (load_le64(p + i) != 0)
             return PAGER_CORRUPT(0, "file header tail not zero");
-    sp->hdr.page_size = sp->page_size;
-    sp->hdr.page_count = load_le64(p + FHDR_OFF_PAGE_COUNT);
-    sp->hdr.free_head = load_le32(p + FHDR_OFF_FREE_HEAD);
-    sp->hdr.free_count = load_le32(p + FHDR_OFF_FREE_COUNT);
+    return space_header_load_fields(sp, p);
+}
+
+int space_header_load_fields(struct space *sp, const void *page)
+{
+    const unsigned char *p = page;
+    struct space_header h;
+    unsigned i;
+
+    memset(&h, 0, sizeof(h));
+    h.page_size = sp->page_size;
+    h.page_count = load_le64(p + FHDR_OFF_PAGE_COUNT);
+    h.free_head = load_le32(p + FHDR_OFF_FREE_HEAD);
+    h.free_count = load_le32(p + FHDR_OFF_FREE_COUNT);
     for (i = 0; i < FHDR_META_SLOTS; i++)
-        sp->hdr.meta[i] = load_le64(p + FHDR_OFF_META + 8 * i);
-    if (sp->hdr.page_count == 0 || sp->hdr.page_count > sp->capacity)
-        return PAGER_CORRUPT(0, "file shorter than its page count");
-    if (sp->hdr.free_head >= sp->hdr.page_count ||
-        sp->hdr.free_count >= sp->hdr.page_count)
+        h.meta[i] = load_le64(p + FHDR_OFF_META + 8 * i);
+    if (h.page_count == 0 || h.page_count > UINT32_MAX)
+        return PAGER_CORRUPT(0, "file header has an impossible page count");
+    if (h.free_head >= h.page_count || h.free_count >= h.page_count)
         return PAGER_CORRUPT(0, "free list outside the file");
+    if (h.page_count > sp->capacity && space_ensure(sp, h.page_count) != DKV_OK)
+        return PAGER_CORRUPT(0, "file shorter than its page count");
+    sp->hdr = h;
+    sp->header_torn = 0;
     return DKV_OK;
+}
+
+int space_header_torn(const struct space *sp)
+{
+    return sp->header_torn;
 }
 
 /* Reads page 0 of an existing file: the page size first (it is in the
    first 4 KiB whatever the page size), then the whole page. */
-static int load_header(struct space *sp, struct io_ctx *ctx, uint32_t want)
+static int load_header(struct space *sp, struct io_ctx *ctx, uint32_t want,
+                       int allow_torn)
 {
     uint32_t recorded, version;
     int rc;
@@ -137,6 +162,15 @@ static int load_header(struct space *sp, struct io_ctx *ctx, uint32_t want)
     rc = page_verify(sp->hdr_buf, recorded, 0);
     if (rc == DKV_NOTFOUND)
         rc = PAGER_CORRUPT(0, "file header is empty");
+    if (rc == DKV_ERR_CORRUPT && allow_torn) {
+        /* Its first sector is sound (magic, page size): a torn write.
+           Recovery restores it from its image in the log, or fails. */
+        memset(&sp->hdr, 0, sizeof(sp->hdr));
+        sp->hdr.page_size = recorded;
+        sp->hdr.page_count = sp->capacity;
+        sp->header_torn = 1;
+        return DKV_OK;
+    }
     return rc != DKV_OK ? rc : decode_header(sp);
 }
 
@@ -200,7 +234,8 @@ int space_open(const char *path, const struct space_config *cfg,
     rc = sp->hdr_buf ? open_file(path, cfg, sp, &fresh) : DKV_ERR_NOMEM;
     if (rc == DKV_OK)
         rc = fresh ? create_header(sp, ctx, cfg->page_size)
-                   : load_header(sp, ctx, cfg->page_size);
+                   : load_header(sp, ctx, cfg->page_size,
+                                 cfg->allow_torn_header);
     if (rc != DKV_OK) {
         space_close(sp);
         return rc;

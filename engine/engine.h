@@ -1,0 +1,62 @@
+/*
+ * engine.h - the engine's interface inside the library: the page store
+ * (data file + buffer pool + redo log, joined) that the B+tree and the
+ * dkv_* entry points build on.  Design: engine/README.md.
+ */
+#ifndef DKV_ENGINE_ENGINE_H
+#define DKV_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pager/pager.h"
+#include "wal/wal.h"
+
+struct store;
+
+/* Applies an engine-defined record (type > REDO_PAGER_MAX) at recovery. */
+typedef int (*store_apply_fn)(void *arg, struct pool *pool, uint64_t end_lsn,
+                              int type, uint32_t page_no, const void *payload,
+                              uint32_t len);
+
+struct store_config {
+    size_t   pool_size;
+    uint32_t page_size;           /* 0: recorded, or 16 KiB at create        */
+    int      io_engine;
+    unsigned io_fail_setup_mask;
+    int      direct;
+    int      commit_mode;         /* DKV_COMMIT_SYNC / DKV_COMMIT_ASYNC      */
+    uint32_t commit_interval_ms;
+    int      create;
+    uint64_t log_capacity;        /* 0: 256 MiB                              */
+    size_t   log_buffer;          /* 0: 16 MiB                               */
+    int      log_dsync;           /* O_DSYNC log writes                      */
+    unsigned cleaner_threads;     /* see struct pool_config                  */
+    store_apply_fn apply;
+    void    *apply_arg;
+};
+
+/* Opens (creating with cfg->create) the database directory dir: takes its
+   lock (DKV_ERR_BUSY when another process holds it), opens the data file,
+   the log and the pool, and recovers (out: what recovery did).  Never
+   returns a store recovery could not make consistent. */
+int  store_open(const char *dir, const struct store_config *cfg,
+                struct store **sp, struct wal_recovery *out);
+/* Flushes every dirty page, writes a checkpoint, and closes. */
+int  store_close(struct store *s);
+/* Closes without flushing or checkpointing (tests: like a crash after the
+   last sync, without killing the process). */
+void store_abandon(struct store *s);
+
+struct pool *store_pool(struct store *s);
+struct wal  *store_wal(struct store *s);
+
+/* Commits an MTR: logs its body as one unit (WAL_UNIT_END ends a commit
+   unit), marks its pages dirty and releases them, then, for a unit end in
+   DKV_COMMIT_SYNC mode, waits until it is durable (group commit) with no
+   page latched.  After a log failure the store stays failed (W8). */
+int  store_commit(struct store *s, struct pool_mtr *m, int flags);
+/* Flushes all dirty pages and writes a checkpoint (dkv_checkpoint). */
+int  store_checkpoint(struct store *s);
+
+#endif /* DKV_ENGINE_ENGINE_H */
