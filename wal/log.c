@@ -30,6 +30,7 @@
 #define WAL_BUFFER_DEFAULT    (16u << 20)
 #define WAL_INTERVAL_DEFAULT  1000u
 #define WAL_SPACE_WAIT_MS     60000u     /* a stall longer than this fails */
+#define WAL_GATHER_MAX_US     500u       /* a leader waits for joiners at most */
 
 /* ---- positions --------------------------------------------------------------- */
 
@@ -152,16 +153,41 @@ static int write_blocks(struct wal *wal, uint64_t from, uint64_t to)
     return rc;
 }
 
+/* Before writing, a leader lets the group gather (mutex held): while fewer
+   threads wait than joined the last group, it waits for the next one to
+   append, at most half the recent sync time (PostgreSQL's commit_delay,
+   made adaptive).  A lone committer never waits. */
+static void gather_group(struct wal *wal)
+{
+    uint64_t budget = wal->sync_us_avg / 2;
+    uint64_t until = wal_now_us() + (budget < WAL_GATHER_MAX_US ? budget
+                                                                : WAL_GATHER_MAX_US);
+    struct timespec ts;
+
+    while (wal->flush_waiters < wal->last_group && wal_now_us() < until) {
+        uint64_t left = until - wal_now_us();
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)left * 1000;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&wal->gather_cv, &wal->mutex, &ts);
+    }
+    wal->last_group = wal->flush_waiters;
+}
+
 /* The leader's round (mutex held on entry and exit): closes the current
    block, writes everything appended, and publishes the new durable LSN. */
 static void lead_one_round(struct wal *wal)
 {
-    uint64_t durable = wal->end_lsn;
-    uint64_t block = wal_block_of(wal->lsn);
-    uint64_t from = wal->write_lsn, to = block;
+    uint64_t durable, block, from, to, t0;
     int rc = DKV_OK;
 
     wal->leader = 1;
+    gather_group(wal);
+    durable = wal->end_lsn;
+    block = wal_block_of(wal->lsn);
+    from = wal->write_lsn;
+    to = block;
     if (wal->lsn % LOG_BLOCK > LB_HDR) {      /* the block holds data: close */
         store_le16(buf_at(wal, block) + LB_OFF_DATA_END, wal->lsn % LOG_BLOCK);
         to = block + LOG_BLOCK;
@@ -169,9 +195,13 @@ static void lead_one_round(struct wal *wal)
         wal->lsn = to + LB_HDR;
     }
     pthread_mutex_unlock(&wal->mutex);
+    t0 = wal_now_us();
     if (to > from)
         rc = write_blocks(wal, from, to);
+    t0 = wal_now_us() - t0;
     pthread_mutex_lock(&wal->mutex);
+    if (to > from)
+        wal->sync_us_avg = (wal->sync_us_avg * 7 + t0) / 8;
     if (rc != DKV_OK) {
         wal_set_error(wal, rc);               /* never retried (W8, IO7) */
     } else if (to > from) {
@@ -191,6 +221,10 @@ static int flush_locked(struct wal *wal, uint64_t target)
 {
     unsigned rounds = 0;
 
+    if (wal->durable_lsn >= target || wal->error != 0)
+        return wal->error;
+    wal->flush_waiters++;
+    pthread_cond_signal(&wal->gather_cv);
     while (wal->durable_lsn < target && wal->error == 0) {
         if (wal->leader) {
             pthread_cond_wait(&wal->flush_cv, &wal->mutex);
@@ -199,6 +233,7 @@ static int flush_locked(struct wal *wal, uint64_t target)
         lead_one_round(wal);
         dkv_verify(rounds++ < 1000000);
     }
+    wal->flush_waiters--;
     return wal->error;
 }
 
@@ -512,6 +547,7 @@ static int init_state(struct wal *wal, const struct wal_config *cfg)
     pthread_mutex_init(&wal->bg_lock, NULL);
     pthread_cond_init(&wal->flush_cv, NULL);
     pthread_cond_init(&wal->space_cv, NULL);
+    pthread_cond_init(&wal->gather_cv, NULL);
     pthread_cond_init(&wal->bg_cv, NULL);
     wal->buf = io_buf_alloc(wal->buf_size, LOG_BLOCK);
     wal->block = io_buf_alloc(LOG_BLOCK, LOG_BLOCK);
@@ -528,6 +564,7 @@ static void free_state(struct wal *wal)
     io_buf_free(wal->buf, wal->buf_size);
     pthread_cond_destroy(&wal->bg_cv);
     pthread_cond_destroy(&wal->space_cv);
+    pthread_cond_destroy(&wal->gather_cv);
     pthread_cond_destroy(&wal->flush_cv);
     pthread_mutex_destroy(&wal->bg_lock);
     pthread_mutex_destroy(&wal->ckpt_lock);

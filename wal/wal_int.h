@@ -28,6 +28,7 @@ struct wal {
     pthread_mutex_t   mutex;
     pthread_cond_t    flush_cv;       /* durable_lsn moved or leader left    */
     pthread_cond_t    space_cv;       /* buffer or log space was freed       */
+    pthread_cond_t    gather_cv;      /* a committer joined the wait         */
     unsigned char    *buf;
     size_t            buf_size;
     uint64_t          lsn;            /* next append position (in a block
@@ -45,6 +46,10 @@ struct wal {
     uint64_t          split_lsn;
     uint64_t          unmarked_old, unmarked_new;
     int               leader;         /* a thread is writing the log         */
+    /* Group commit (W3): threads waiting for durability now, the size of
+       the last group, and the mean write+sync time. */
+    unsigned          flush_waiters, last_group;
+    uint64_t          sync_us_avg;
     int               error;          /* sticky DKV_ERR_* (W8)               */
     int               ready;          /* recovery ran                        */
 
