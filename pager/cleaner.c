@@ -518,13 +518,15 @@ int pool_flush_all(struct pool *pool)
 
     while (rc == DKV_OK && atomic_load(&pool->dirty_count) > 0) {
         unsigned n = collect_oldest(pool, batch, CLEANER_BATCH);
-        if (n > 0) {
+        uint64_t written = atomic_load(&pool->pages_written);
+        if (n > 0)
             rc = cleaner_write_batch(pool, ctx, stage, batch, n);
+        if (rc != DKV_OK || atomic_load(&pool->pages_written) != written)
             continue;
-        }
-        /* Only pages another writer is writing, or latched ones: wait. */
+        /* No progress: pages another writer is writing, latched pages, or
+           pages of an unfinished commit unit.  Wait, bounded. */
         if (waited_ms++ > FLUSH_ALL_WAIT_MS) {
-            rc = DKV_ERR_IO;
+            rc = DKV_ERR_BUSY;
             break;
         }
         sleep_ms(1);

@@ -6,7 +6,8 @@
  * (37 by default) is the "old" sublist, starting at pool->lru_old.  A page
  * read from disk enters at the head of the old sublist (P6a); a later touch
  * moves it to the young head only if at least old_blocks_time has passed
- * since its first touch (P6b), so a scan that touches each page a few times
+ * since its first touch (P6b; with old_blocks_time 0, as in InnoDB, the
+ * first touch already does), so a scan that touches each page a few times
  * in quick succession passes through the old sublist and leaves the young
  * part, the hot set, alone.  A touch on a young page that is still in the
  * first quarter of the young part does nothing and takes no lock (P6c):

@@ -175,7 +175,9 @@ int pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp)
         return rc;
     if (hdr->free_head != 0) {
         page_no_ = hdr->free_head;
-        rc = pool_mtr_fix(m, page_no_, POOL_X, 0, &f);
+        rc = pool_mtr_fix(m, page_no_, POOL_X, POOL_FIX_TRY, &f);
+        if (rc == DKV_ERR_BUSY)
+            rc = PAGER_CORRUPT(page_no_, "a page on the free list is in use");
         if (rc == DKV_OK && page_type(frame_data(f)) != PAGE_TYPE_FREE_LIST)
             rc = PAGER_CORRUPT(page_no_, "free list holds a page in use");
         if (rc != DKV_OK)
@@ -325,8 +327,8 @@ void pool_mtr_abandon(struct pool_mtr *m)
 int pool_page_alloc(struct pool *pool, int type, uint64_t lsn, struct frame **fp)
 {
     struct pool_mtr m;
-    struct frame *f;
-    uint32_t page_no_;
+    struct frame *f = NULL;
+    unsigned i;
     int rc;
 
     pool_mtr_start(&m, pool);
@@ -336,10 +338,17 @@ int pool_page_alloc(struct pool *pool, int type, uint64_t lsn, struct frame **fp
         pool_mtr_commit(&m, lsn, lsn);
         return rc;
     }
-    page_no_ = f->page_no;
-    pool_mtr_commit(&m, lsn, lsn);
-    /* Dirty, so still in the pool: this is a hit. */
-    return pool_fix(pool, page_no_, POOL_X, 0, fp);
+    /* Commit, but hand the new page's X fix to the caller: released, it
+       could be written and cleaned before the caller changes it. */
+    for (i = 0; i < m.count; i++)
+        if (m.pages[i].modified)
+            pool_mark_dirty_range(pool, m.pages[i].f, lsn, lsn);
+    for (i = m.count; i-- > 0;)
+        if (m.pages[i].f != f)
+            pool_unfix(pool, m.pages[i].f);
+    m.count = 0;
+    *fp = f;
+    return DKV_OK;
 }
 
 int pool_page_free(struct pool *pool, uint32_t page_no_, uint64_t lsn)

@@ -184,8 +184,10 @@ enum pool_latch { POOL_S = 1, POOL_X = 2 };
 enum pool_fix_flags {
     POOL_FIX_MAY_BE_EMPTY = 1 << 0,  /* a never-written (all-zero) page is
                                         not corruption (recovery)            */
-    POOL_FIX_NO_READ      = 1 << 1   /* the caller overwrites the whole page:
+    POOL_FIX_NO_READ      = 1 << 1,  /* the caller overwrites the whole page:
                                         do not read it (X latch only)        */
+    POOL_FIX_TRY          = 1 << 2   /* latch with trylock: DKV_ERR_BUSY (and
+                                        no pin) when the page is latched     */
 };
 
 /* Fixes page_no: pins it (P1: a pinned page is never evicted), reading it

@@ -446,7 +446,13 @@ static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
         }
     }
     prepare_read(pool, got);
-    pthread_rwlock_wrlock(&got->latch);
+    /* Nobody may hold a page that is being created or overwritten whole
+       (a fresh frame, a free page, redo): trylock says so without adding
+       a lock-order edge between page latches. */
+    if (pthread_rwlock_trywrlock(&got->latch) != 0) {
+        frame_unpin(pool, got);
+        return PAGER_CORRUPT(page_no, "page to create is in use");
+    }
     *fp = got;
     return DKV_OK;
 }
@@ -482,10 +488,18 @@ int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
         return rc;
     }
     lru_touch(pool, f);
-    if (latch == POOL_X)
+    if (flags & POOL_FIX_TRY) {
+        rc = latch == POOL_X ? pthread_rwlock_trywrlock(&f->latch)
+                             : pthread_rwlock_tryrdlock(&f->latch);
+        if (rc != 0) {
+            frame_unpin(pool, f);
+            return DKV_ERR_BUSY;
+        }
+    } else if (latch == POOL_X) {
         pthread_rwlock_wrlock(&f->latch);
-    else
+    } else {
         pthread_rwlock_rdlock(&f->latch);
+    }
     *fp = f;
     return DKV_OK;
 }
@@ -502,7 +516,9 @@ void pool_mark_dirty_range(struct pool *pool, struct frame *f,
     dkv_assert(atomic_load(&f->pin_count) > 0 && start_lsn <= end_lsn);
     page_set_lsn(frame_data(f), end_lsn);
     atomic_store(&f->newest_lsn, end_lsn);
-    if (!atomic_load(&f->dirty) || atomic_load(&f->write_pending))
+    /* Load write_pending first: under our X latch no write can start, so
+       once it reads 0 the dirty flag cannot change under us. */
+    if (atomic_load(&f->write_pending) || !atomic_load(&f->dirty))
         flush_list_add(pool, f, start_lsn);
 }
 
