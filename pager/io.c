@@ -378,6 +378,8 @@ int io_ctx_create(const struct io_ctx_config *cfg, struct io_ctx **ctxp)
     if (ctx == NULL)
         return DKV_ERR_NOMEM;
     ctx->depth = cfg->depth;
+    ctx->submit_chunk = cfg->submit_chunk ? cfg->submit_chunk
+                                          : IO_SUBMIT_CHUNK_DEFAULT;
     ctx->resubmit = calloc(cfg->depth, sizeof(*ctx->resubmit));
     ctx->raw = calloc(cfg->depth, sizeof(*ctx->raw));
     if (ctx->resubmit == NULL || ctx->raw == NULL) {
@@ -507,22 +509,23 @@ static struct io_req *synth_pop(struct io_ctx *ctx)
     return req;
 }
 
-/* Hands k attempts to the backend; on a backend failure they come back as
-   failed attempts, so no request is ever lost. */
+/* Hands k attempts to the backend, submit_chunk per call; on a backend
+   failure they come back as failed attempts, so no request is lost. */
 static void backend_submit(struct io_ctx *ctx, struct io_req **reqs, unsigned k)
 {
+    unsigned at, i, n;
     int err;
-    unsigned i;
 
-    if (k == 0)
-        return;
-    err = ctx->ops->submit(ctx, reqs, k);
-    if (err == 0) {
-        ctx->backend_inflight += k;
-        return;
+    for (at = 0; at < k; at += n) {
+        n = k - at < ctx->submit_chunk ? k - at : ctx->submit_chunk;
+        err = ctx->ops->submit(ctx, reqs + at, n);
+        if (err == 0) {
+            ctx->backend_inflight += n;
+            continue;
+        }
+        for (i = 0; i < n; i++)
+            synth_push(ctx, reqs[at + i], -err);
     }
-    for (i = 0; i < k; i++)
-        synth_push(ctx, reqs[i], -err);
 }
 
 /* Sets up req's first attempt, applying fault injection; returns 1 when

@@ -88,7 +88,14 @@ struct io_ctx_config {
        (1u << DKV_IO_URING ...), to test the fallback.  The environment
        variable DKV_IO_DISABLE ("io_uring,libaio") adds to it. */
     unsigned    fail_setup_mask;
+    /* Requests handed to the kernel per system call: a larger batch is
+       split.  On a virtual disk the device starts only when the guest
+       rings its doorbell after the last request of a call, so small
+       chunks keep it busy; 0 = IO_SUBMIT_CHUNK_DEFAULT. */
+    unsigned    submit_chunk;
 };
+
+#define IO_SUBMIT_CHUNK_DEFAULT 4u
 
 /* Creates a context.  DKV_IO_AUTO tries io_uring, then libaio, then psync,
    recording why each refused one failed (io_ctx_fallback_reason).  An

@@ -53,6 +53,7 @@ struct io_ctx {
     void         *backend;            /* the backend's own state             */
     int           engine;             /* enum dkv_io_engine in use           */
     unsigned      depth;
+    unsigned      submit_chunk;       /* requests per backend submit call    */
     unsigned      inflight;           /* taken by io_ctx_submit, not yet reaped  */
     unsigned      backend_inflight;   /* attempts the backend holds          */
     char          fallback_reason[256];

@@ -156,8 +156,8 @@ static int uring_submit(struct io_ctx *ctx, struct io_req *const *reqs,
                         unsigned n)
 {
     struct uring *u = ctx->backend;
-    unsigned i, retries = 0;
-    int r;
+    unsigned i, retries = 0, sent = 0;
+    int r = 0;
 
     if (u->broken)
         return -EIO;
@@ -166,17 +166,29 @@ static int uring_submit(struct io_ctx *ctx, struct io_req *const *reqs,
         if (sqe == NULL) {
             /* Cannot happen while at most depth are in flight; flush the
                ring and try once more rather than lose the request. */
-            io_uring_submit(&u->ring);
+            r = io_uring_submit(&u->ring);
+            sent += r > 0 ? (unsigned)r : 0;
             sqe = io_uring_get_sqe(&u->ring);
             if (sqe == NULL)
                 return -EBUSY;
         }
         prep(u, sqe, reqs[i]);
     }
-    do {
+    /* io_uring_submit may take fewer than were queued: go on until the
+       kernel has all of them, or fails. */
+    while (sent < n) {
         r = io_uring_submit(&u->ring);
-    } while ((r == -EINTR || r == -EAGAIN || r == -EBUSY) &&
-             retries++ < URING_SUBMIT_RETRY);
+        if (r > 0) {
+            sent += (unsigned)r;
+            continue;
+        }
+        if ((r == 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY) &&
+            retries++ < URING_SUBMIT_RETRY)
+            continue;
+        if (r == 0)
+            r = -EAGAIN;
+        break;
+    }
     if (r < 0) {
         /* The SQEs may still be in the ring; this context cannot be trusted
            any more.  io.c reports the requests as failed. */

@@ -93,7 +93,7 @@ static int group_teardown(void **state)
 static const char *refusal_reason(int engine)
 {
     static char why[256];
-    struct io_ctx_config cfg = { DKV_IO_AUTO, 1, 0 };
+    struct io_ctx_config cfg = { .engine = DKV_IO_AUTO, .depth = 1 };
     struct io_ctx *ctx = NULL;
     int e;
 
@@ -110,7 +110,7 @@ static const char *refusal_reason(int engine)
 /* 1 when a context of this engine can be had here; else prints why not. */
 static int backend_usable(int engine, int quiet)
 {
-    struct io_ctx_config cfg = { engine, 1, 0 };
+    struct io_ctx_config cfg = { .engine = engine, .depth = 1 };
     struct io_ctx *ctx = NULL;
     int rc;
 
@@ -134,7 +134,7 @@ static int backend_usable(int engine, int quiet)
 /* A context of exactly this engine, or the test is skipped. */
 static struct io_ctx *ctx_or_skip(int engine, unsigned depth)
 {
-    struct io_ctx_config cfg = { engine, depth, 0 };
+    struct io_ctx_config cfg = { .engine = engine, .depth = depth };
     struct io_ctx *ctx = NULL;
 
     if (!backend_usable(engine, 0)) {
@@ -663,7 +663,7 @@ struct worker {
 static void *io_worker(void *arg)
 {
     struct worker *w = arg;
-    struct io_ctx_config cfg = { w->engine, 16, 0 };
+    struct io_ctx_config cfg = { .engine = w->engine, .depth = 16 };
     struct io_req reqs[THREAD_BLOCKS], *ptrs[THREAD_BLOCKS];
     struct io_ctx *ctx = NULL;
     unsigned i;
@@ -933,7 +933,8 @@ static void test_real_efbig_is_nospace(void **state)
 
 static int create_auto(unsigned mask, struct io_ctx **ctxp)
 {
-    struct io_ctx_config cfg = { DKV_IO_AUTO, 8, mask };
+    struct io_ctx_config cfg = { .engine = DKV_IO_AUTO, .depth = 8,
+                                 .fail_setup_mask = mask };
 
     *ctxp = NULL;
     return io_ctx_create(&cfg, ctxp);
@@ -1034,7 +1035,8 @@ static void test_explicit_engine_refused(void **state)
 
     (void)state;
     for (i = 0; i < 3; i++) {
-        struct io_ctx_config cfg = { all_engines[i], 8, 1u << all_engines[i] };
+        struct io_ctx_config cfg = { .engine = all_engines[i], .depth = 8,
+                                     .fail_setup_mask = 1u << all_engines[i] };
         assert_rc(io_ctx_create(&cfg, &ctx), DKV_ERR_UNSUPPORTED);
     }
     assert_rc(create_auto(all, &ctx), DKV_ERR_UNSUPPORTED);
@@ -1042,7 +1044,7 @@ static void test_explicit_engine_refused(void **state)
 
 static void test_create_checks_depth(void **state)
 {
-    struct io_ctx_config cfg = { DKV_IO_AUTO, 0, 0 };
+    struct io_ctx_config cfg = { .engine = DKV_IO_AUTO, .depth = 0 };
     struct io_ctx *ctx = NULL;
 
     (void)state;
@@ -1094,7 +1096,7 @@ static void test_dev_shm_every_backend(void **state)
         skip();
     }
     for (i = 0; i < 3; i++) {
-        struct io_ctx_config cfg = { all_engines[i], 8, 0 };
+        struct io_ctx_config cfg = { .engine = all_engines[i], .depth = 8 };
         struct io_ctx *ctx = NULL;
         struct io_file *f = NULL;
         char path[256];

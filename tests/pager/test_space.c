@@ -43,7 +43,7 @@ static int             g_direct = 1;      /* space_config.direct for tests */
 
 static int group_setup(void **state)
 {
-    struct io_ctx_config cfg = { DKV_IO_AUTO, 8, 0 };
+    struct io_ctx_config cfg = { .engine = DKV_IO_AUTO, .depth = 8 };
 
     (void)state;
     if (test_dir_make(&g_dir, "/tmp") != 0)
