@@ -31,6 +31,7 @@ struct store_config {
     uint64_t log_capacity;        /* 0: 256 MiB                              */
     size_t   log_buffer;          /* 0: 16 MiB                               */
     int      log_dsync;           /* O_DSYNC log writes                      */
+    unsigned log_checkpoint_pct;  /* see struct wal_config.checkpoint_pct   */
     unsigned cleaner_threads;     /* see struct pool_config                  */
     store_apply_fn apply;
     void    *apply_arg;

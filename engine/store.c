@@ -122,6 +122,7 @@ static int open_space_and_log(struct store *s, const char *dir)
                              .io_engine = s->cfg.io_engine,
                              .io_fail_setup_mask = s->cfg.io_fail_setup_mask,
                              .create = s->cfg.create,
+                             .checkpoint_pct = s->cfg.log_checkpoint_pct,
                              .oldest_dirty_lsn = hook_oldest_dirty,
                              .sync_data = hook_sync_data,
                              .wake_flusher = hook_wake_flusher, .arg = s };

@@ -263,11 +263,13 @@ int pool_mtr_body(struct pool_mtr *m, uint64_t fpi_lsn, const void **body,
 
     m->body_len = 0;
     for (i = 0; i < m->count && rc == DKV_OK; i++) {
-        if (needs_image(&m->pages[i], fpi_lsn))
-            rc = put_record(&m->body, &m->body_len, &m->body_cap,
-                            REDO_PAGE_IMAGE, m->pages[i].f->page_no,
-                            frame_data(m->pages[i].f), m->pool->page_size,
-                            NULL, 0);
+        if (!needs_image(&m->pages[i], fpi_lsn))
+            continue;
+        rc = put_record(&m->body, &m->body_len, &m->body_cap,
+                        REDO_PAGE_IMAGE, m->pages[i].f->page_no,
+                        frame_data(m->pages[i].f), m->pool->page_size,
+                        NULL, 0);
+        atomic_fetch_add(&m->pool->images_logged, 1);
     }
     for (at = 0; at < m->log_len && rc == DKV_OK;) {
         uint32_t page = load_le32(m->log + at + 1);

@@ -315,6 +315,7 @@ struct pool_stats {
     uint64_t fg_free_waits;               /* a fix waited for a free frame  */
     uint64_t fg_single_flushes;           /* a fix wrote a dirty page itself */
     uint64_t lru_len, old_len;
+    uint64_t images_logged, image_bytes;  /* full page images in MTR bodies */
     int64_t  write_error;                 /* first write-back error, or 0    */
     const char *io_engine;
     int      direct;

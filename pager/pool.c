@@ -801,6 +801,8 @@ void pool_stats_get(struct pool *pool, struct pool_stats *st)
     st->writes_inflight = atomic_load(&pool->writes_inflight);
     st->fg_free_waits = atomic_load(&pool->fg_free_waits);
     st->fg_single_flushes = atomic_load(&pool->fg_single_flushes);
+    st->images_logged = atomic_load(&pool->images_logged);
+    st->image_bytes = st->images_logged * pool->page_size;
     st->lru_len = atomic_load(&pool->lru_len);
     st->old_len = atomic_load(&pool->old_len);
     st->write_error = atomic_load(&pool->write_error);

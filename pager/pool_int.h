@@ -126,6 +126,7 @@ struct pool {
     atomic_ulong      made_young, not_young;
     atomic_ulong      reads_inflight, writes_inflight;
     atomic_ulong      fg_free_waits, fg_single_flushes;
+    atomic_ulong      images_logged;
     _Atomic int64_t   write_error;
 };
 

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #define CKPT_START_PCT   25u      /* start a checkpoint at this log fill   */
+#define CKPT_FULL_PCT    90u      /* ... and always from this one          */
 #define CKPT_WAIT_MS     60000u   /* wal_checkpoint(wait) gives up after   */
 
 static int decode_slot(const struct wal *wal, const unsigned char *p,
@@ -192,6 +193,10 @@ void ckpt_background(struct wal *wal)
     pthread_mutex_lock(&wal->mutex);
     pending = wal->cand_lsn != 0;
     pthread_mutex_unlock(&wal->mutex);
-    if (pending || wal_fill_pct(wal) >= CKPT_START_PCT)
+    unsigned start = wal->cfg.checkpoint_pct ? wal->cfg.checkpoint_pct
+                                             : CKPT_START_PCT;
+    unsigned fill = wal_fill_pct(wal);
+
+    if (pending || fill >= start || fill >= CKPT_FULL_PCT)
         wal_checkpoint(wal, 0);
 }

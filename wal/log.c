@@ -527,6 +527,8 @@ static int check_config(const struct wal_config *cfg)
         return DKV_ERR_INVALID;
     if (cfg->commit_mode != DKV_COMMIT_SYNC && cfg->commit_mode != DKV_COMMIT_ASYNC)
         return DKV_ERR_INVALID;
+    if (cfg->checkpoint_pct > 100)
+        return DKV_ERR_INVALID;
     return DKV_OK;
 }
 

@@ -26,6 +26,8 @@ struct wal_config {
     unsigned io_fail_setup_mask;
     int      read_only;
     int      create;            /* create the log when missing                */
+    unsigned checkpoint_pct;    /* log fill that starts a checkpoint; 0 = 25;
+                                   100: only when the log is full or asked   */
     uint64_t db_id;             /* ties the log to its data file; 0 at create:
                                    a fresh random id (read it back with
                                    wal_db_id)                                 */
