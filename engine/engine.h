@@ -52,6 +52,11 @@ void store_abandon(struct store *s);
 struct pool *store_pool(struct store *s);
 struct wal  *store_wal(struct store *s);
 
+/* Starts an MTR: waits, before any page is latched, until the log has
+   room (wal_free_check), then pool_mtr_start.  Every MTR that will be
+   committed with store_commit starts here. */
+int  store_mtr_start(struct store *s, struct pool_mtr *m);
+
 /* Commits an MTR: logs its body as one unit (WAL_UNIT_END ends a commit
    unit), marks its pages dirty and releases them, then, for a unit end in
    DKV_COMMIT_SYNC mode, waits until it is durable (group commit) with no

@@ -5,8 +5,8 @@
  * write-ahead and log-fill hooks go to the log, the log's checkpoint hooks
  * go to the pool - runs recovery at open, and commits mini-transactions.
  *
- * Entry points: store_open, store_close, store_abandon, store_commit,
- * store_checkpoint.
+ * Entry points: store_open, store_close, store_abandon, store_mtr_start,
+ * store_commit, store_checkpoint.
  */
 #include "engine.h"
 
@@ -201,6 +201,14 @@ struct pool *store_pool(struct store *s) { return s->pool; }
 struct wal  *store_wal(struct store *s)  { return s->wal; }
 
 /* ---- committing -------------------------------------------------------------------- */
+
+int store_mtr_start(struct store *s, struct pool_mtr *m)
+{
+    int rc = wal_free_check(s->wal);
+
+    pool_mtr_start(m, s->pool);
+    return rc;
+}
 
 int store_commit(struct store *s, struct pool_mtr *m, int flags)
 {

@@ -186,7 +186,8 @@ static void write_finished(struct pool *pool, struct frame *f, int rc)
     pthread_mutex_unlock(&pool->flush_lock);
     if (rc == DKV_OK) {
         atomic_fetch_add(&pool->pages_written, 1);
-    } else {
+    } else if (rc != DKV_ERR_BUSY) {
+        /* BUSY: the page's unit is unfinished (W4); it is written later. */
         int64_t none = 0;
         atomic_compare_exchange_strong(&pool->write_error, &none, rc);
     }

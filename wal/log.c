@@ -31,6 +31,7 @@
 #define WAL_INTERVAL_DEFAULT  1000u
 #define WAL_SPACE_WAIT_MS     60000u     /* a stall longer than this fails */
 #define WAL_GATHER_MAX_US     500u       /* a leader waits for joiners at most */
+#define WAL_FREE_CHECK_PCT    85u        /* wal_free_check waits from here     */
 
 /* ---- positions --------------------------------------------------------------- */
 
@@ -282,15 +283,28 @@ static void wake_background(struct wal *wal)
     pthread_mutex_unlock(&wal->bg_lock);
 }
 
-/* Waits (mutex held) until need bytes fit in the buffer and the log.  A
-   full buffer is written out by this thread; a full log waits for the
-   checkpoint, asking the pool to flush (bounded, W5).  Counts stalls. */
-static int make_room(struct wal *wal, uint64_t need)
+static int below_free_check(const struct wal *wal, uint64_t need)
+{
+    (void)need;
+    return (wal->lsn - wal->checkpoint_lsn) * 100 <
+           (uint64_t)WAL_FREE_CHECK_PCT * wal->capacity;
+}
+
+static int fits(const struct wal *wal, uint64_t need)
+{
+    return room_in_buffer(wal, need) && room_in_log(wal, need);
+}
+
+/* Waits (mutex held) until room(wal, need) holds.  A full buffer is
+   written out by this thread; a full log waits for the checkpoint, asking
+   the pool to flush (bounded, W5).  Counts stalls and the longest. */
+static int wait_for_room(struct wal *wal, uint64_t need,
+                         int (*room)(const struct wal *, uint64_t))
 {
     uint64_t started = 0;
     struct timespec ts;
 
-    while (wal->error == 0 && !(room_in_buffer(wal, need) && room_in_log(wal, need))) {
+    while (wal->error == 0 && !room(wal, need)) {
         if (!room_in_buffer(wal, need)) {
             flush_locked(wal, wal->end_lsn);
             continue;
@@ -315,6 +329,21 @@ static int make_room(struct wal *wal, uint64_t need)
     if (started != 0 && wal_now_us() - started > wal->stall_max_us)
         wal->stall_max_us = wal_now_us() - started;
     return wal->error;
+}
+
+static int make_room(struct wal *wal, uint64_t need)
+{
+    return wait_for_room(wal, need, fits);
+}
+
+int wal_free_check(struct wal *wal)
+{
+    int rc;
+
+    pthread_mutex_lock(&wal->mutex);
+    rc = wal->ready ? wait_for_room(wal, 0, below_free_check) : DKV_ERR_INVALID;
+    pthread_mutex_unlock(&wal->mutex);
+    return rc;
 }
 
 /* Appends one MTR (mutex held, room made). */

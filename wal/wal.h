@@ -88,6 +88,13 @@ enum wal_commit_flags {
 };
 #define WAL_RETRY 2             /* wal_commit: the image threshold moved      */
 
+/* Waits, holding no page latch, until the log has room for an MTR of
+   ordinary size (fill below 85%), asking the pool to flush and the
+   checkpoint to advance (InnoDB's log_free_check).  Call it before an MTR
+   latches pages, so no committer ever waits for log space while holding
+   pages the checkpoint needs written.  Counts stalls. */
+int  wal_free_check(struct wal *wal);
+
 /* The full-page-image threshold (W6): a page whose LSN is at most this
    must be logged whole at its next change. */
 uint64_t wal_fpi_lsn(struct wal *wal);
