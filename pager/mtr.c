@@ -393,8 +393,13 @@ static int redo_one(struct pool *pool, struct frame *f, uint64_t end_lsn,
         memcpy(d, payload, pool->page_size);
         return 1;
     default:
-        if (f->empty || page_lsn(d) >= end_lsn)
-            return f->empty ? -1 : 0;          /* never written: corrupt */
+        if (f->empty)
+            return -1;                         /* never written: corrupt */
+        /* Skip an MTR the page already has; but once one record of an MTR
+           was applied, its other records for the page apply too (they all
+           carry the same end LSN). */
+        if (page_lsn(d) >= end_lsn && f->redo_end_lsn != end_lsn)
+            return 0;
         off = load_le32(payload);
         memcpy(d + off, payload + 4, len - 4);
         return 1;
@@ -435,6 +440,7 @@ int pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,
         return rc;
     applied = redo_one(pool, f, end_lsn, type, payload, len);
     if (applied > 0) {
+        f->redo_end_lsn = end_lsn;
         f->empty = 0;
         pool_mark_dirty_range(pool, f, end_lsn, end_lsn);
         if (page_no_ == 0)

@@ -42,6 +42,8 @@ struct frame {
     _Atomic int       state;          /* enum frame_state                    */
     int               read_rc;        /* FAILED: why; READING: 0             */
     int               empty;          /* read an all-zero page               */
+    uint64_t          redo_end_lsn;   /* recovery: the MTR being applied to
+                                         this page (under its X latch)       */
     struct frame     *hash_next;
     /* Pins: atomic; a new pin on an unpinned frame is taken only under the
        partition lock (P1). */

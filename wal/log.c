@@ -265,8 +265,10 @@ int wal_write_ahead(struct wal *wal, uint64_t lsn)
     int rc;
 
     pthread_mutex_lock(&wal->mutex);
-    if (lsn > wal->unit_end_lsn && lsn > wal->durable_lsn)
-        rc = DKV_ERR_BUSY;          /* the page holds an unfinished unit */
+    /* Durable is not enough: a page holding an unfinished unit's change
+       must not reach the disk, since recovery would drop the unit (W4). */
+    if (lsn > wal->unit_end_lsn)
+        rc = DKV_ERR_BUSY;
     else
         rc = flush_locked(wal, lsn);
     pthread_mutex_unlock(&wal->mutex);
