@@ -11,9 +11,11 @@
  * applies the records in log order through the caller's function, which
  * skips a change its page already has (the page LSN), so replaying twice -
  * a crash during recovery - is harmless.
- * Finally the tail after the last unit is overwritten with zeros, so that
- * no stale block can later pass for a continuation of the stream, and
- * appending resumes at the next block.
+ * Finally the tail after the last unit is cut off - the block holding its
+ * end is rewritten to end there, the blocks after it are overwritten with
+ * zeros - so that neither an unfinished unit nor a stale block can later
+ * pass for a continuation of the stream; appending resumes at the next
+ * block.
  */
 #include "wal_int.h"
 
@@ -311,6 +313,33 @@ static int erase_range(struct wal *wal, unsigned char *zeros, uint64_t from,
     return rc;
 }
 
+/* Cuts the block holding end (the end of the last unit) at end: MTRs of
+   an unfinished unit that follow in the same block would otherwise survive
+   the erase of the tail, and be replayed after the next unit ends - or
+   make that unit unreadable, since appending resumes at the next block.
+   The rewritten block keeps every byte before end. */
+static int cut_end_block(struct wal *wal, uint64_t end)
+{
+    unsigned off = (unsigned)(end % LOG_BLOCK);
+    unsigned char *p = wal->block;
+    int rc;
+
+    if (off <= LB_HDR)
+        return DKV_OK;                  /* nothing of the unit in this block */
+    pthread_mutex_lock(&wal->io_lock);
+    rc = wal_io(wal, IO_READ, p, LOG_BLOCK, wal_file_off(wal, end));
+    if (rc == DKV_OK && load_le16(p + LB_OFF_DATA_END) > off) {
+        store_le16(p + LB_OFF_DATA_END, (uint16_t)off);
+        if (load_le16(p + LB_OFF_FIRST_MTR) >= off)
+            store_le16(p + LB_OFF_FIRST_MTR, 0);
+        memset(p + off, 0, LOG_BLOCK - off);
+        store_le32(p + LB_OFF_CRC, crc32c(0, p + 4, LOG_BLOCK - 4));
+        rc = wal_io(wal, IO_WRITE, p, LOG_BLOCK, wal_file_off(wal, end));
+    }
+    pthread_mutex_unlock(&wal->io_lock);
+    return rc;
+}
+
 /* Where appending resumes: the block after the one holding x, unless x
    starts its block. */
 static uint64_t resume_block(uint64_t x)
@@ -372,6 +401,8 @@ int wal_recover(struct wal *wal, wal_apply_fn apply, wal_prefetch_fn prefetch,
     erase_to = (stream_end > block ? resume_block(stream_end) : block) + wal->buf_size;
     if (erase_to > r.start_block + wal->capacity)
         erase_to = r.start_block + wal->capacity;
+    if (rc == DKV_OK && !wal->cfg.read_only)
+        rc = cut_end_block(wal, out->end_lsn);
     if (rc == DKV_OK && !wal->cfg.read_only)
         rc = erase_range(wal, r.chunk, block, erase_to);
     out->scanned_bytes = r.bytes_read;
