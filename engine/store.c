@@ -235,8 +235,13 @@ int store_commit(struct store *s, struct pool_mtr *m, int flags)
                             &start, &end);
     } while (rc == WAL_RETRY && tries++ < STORE_COMMIT_RETRIES);
     if (rc != DKV_OK) {
-        pool_mtr_abandon(m);                 /* the log failed: W8 */
-        return rc == WAL_RETRY ? DKV_ERR_BUSY : rc;
+        /* The pages hold changes the log does not: they must never reach
+           the disk, and an unfinished unit could never end.  The store
+           fails for good (E4); reopening recovers the last durable state. */
+        rc = rc == WAL_RETRY ? DKV_ERR_BUSY : rc;
+        wal_fail(s->wal, rc);
+        pool_mtr_abandon(m);
+        return rc;
     }
     pool_mtr_commit(m, start, end);
     wal_commit_done(s->wal, start);

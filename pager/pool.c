@@ -429,21 +429,29 @@ static int fix_miss(struct pool *pool, uint32_t page_no, struct frame **fp)
 static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
 {
     struct frame *f, *got;
-    int rc = frame_get_free(pool, &f);
+    int rc;
 
-    if (rc != DKV_OK)
-        return rc;
-    got = frame_assign(pool, f, page_no, FRAME_VALID, 1, my_slot(pool));
-    if (got != f) {
-        /* A stale copy of a page past the old end: wait for it, reuse it. */
+    for (;;) {
+        rc = frame_get_free(pool, &f);
+        if (rc != DKV_OK)
+            return rc;
+        got = frame_assign(pool, f, page_no, FRAME_VALID, 1, my_slot(pool));
+        if (got == f)
+            break;
+        /* A copy being read (a prefetch, a stale page past the old end):
+           wait for it and reuse it.  What it read does not matter, the
+           caller overwrites the page whole: a read that failed - a torn
+           page that redo is about to rebuild - has already left the page
+           table, so the next round puts a fresh frame in its place. */
         struct pool_part *part = pool_part_of(pool, page_no);
         pthread_mutex_lock(&part->lock);
         rc = wait_read(pool, part, got);
         pthread_mutex_unlock(&part->lock);
-        if (rc != DKV_OK) {
-            frame_unpin(pool, got);
-            return rc;
-        }
+        if (rc == DKV_OK)
+            break;
+        frame_unpin(pool, got);
+        if (rc == DKV_ERR_IO && atomic_load(&got->state) == FRAME_READING)
+            return rc;                  /* the read never finished */
     }
     prepare_read(pool, got);
     /* Nobody may hold a page that is being created or overwritten whole

@@ -371,6 +371,15 @@ static void append_mtr(struct wal *wal, const void *body, size_t len, int flags,
     wal->commits += (flags & WAL_UNIT_END) != 0;
 }
 
+void wal_fail(struct wal *wal, int rc)
+{
+    pthread_mutex_lock(&wal->mutex);
+    wal_set_error(wal, rc != DKV_OK ? rc : DKV_ERR_IO);
+    pthread_cond_broadcast(&wal->flush_cv);
+    pthread_cond_broadcast(&wal->space_cv);
+    pthread_mutex_unlock(&wal->mutex);
+}
+
 void wal_commit_done(struct wal *wal, uint64_t start_lsn)
 {
     pthread_mutex_lock(&wal->mutex);

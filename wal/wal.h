@@ -107,6 +107,12 @@ uint64_t wal_fpi_lsn(struct wal *wal);
 int  wal_commit(struct wal *wal, const void *body, size_t len, int flags,
                 uint64_t fpi_seen, uint64_t *start_lsn, uint64_t *end_lsn);
 
+/* Fails the log for good with rc (sticky, W8): every later commit, sync
+   and write-ahead check returns rc, so no page is written from now on.
+   For a caller that changed pages it could not log - those changes must
+   never reach the disk; reopening recovers the last durable state. */
+void wal_fail(struct wal *wal, int rc);
+
 /* Says that the pages changed by the MTR that started at start_lsn are on
    the pool's flush list (W5b).  Every successful wal_commit needs one. */
 void wal_commit_done(struct wal *wal, uint64_t start_lsn);
