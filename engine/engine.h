@@ -14,6 +14,14 @@
 
 struct store;
 
+/* Torn-page protection (wal/README.md, W6): */
+enum store_torn_pages {
+    STORE_TORN_DOUBLEWRITE = 0,   /* the default: pages go through the
+                                     doublewrite file first (P10)           */
+    STORE_TORN_PAGE_IMAGES = 1    /* a page's first change after a
+                                     checkpoint is logged whole             */
+};
+
 /* Applies an engine-defined record (type > REDO_PAGER_MAX) at recovery. */
 typedef int (*store_apply_fn)(void *arg, struct pool *pool, uint64_t end_lsn,
                               int type, uint32_t page_no, const void *payload,
@@ -33,6 +41,7 @@ struct store_config {
     int      log_dsync;           /* O_DSYNC log writes                      */
     unsigned log_checkpoint_pct;  /* see struct wal_config.checkpoint_pct   */
     unsigned cleaner_threads;     /* see struct pool_config                  */
+    int      torn_pages;          /* STORE_TORN_*: how a torn page is repaired */
     store_apply_fn apply;
     void    *apply_arg;
 };
@@ -50,6 +59,9 @@ int  store_close(struct store *s);
 void store_abandon(struct store *s);
 
 struct pool *store_pool(struct store *s);
+struct dblwr *store_dblwr(struct store *s);   /* NULL with page images    */
+/* Torn pages the doublewrite file repaired at this open. */
+unsigned store_torn_restored(struct store *s);
 struct wal  *store_wal(struct store *s);
 
 /* Starts an MTR: waits, before any page is latched, until the log has

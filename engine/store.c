@@ -28,8 +28,10 @@ struct store {
     int            lock_fd;
     struct io_ctx *ctx;              /* the data file's header I/O          */
     struct space  *sp;
+    struct dblwr  *dw;               /* NULL with STORE_TORN_PAGE_IMAGES    */
     struct pool   *pool;
     struct wal    *wal;
+    unsigned       torn_restored;    /* pages dblwr_restore repaired        */
 };
 
 /* ---- hooks ------------------------------------------------------------------------- */
@@ -58,7 +60,14 @@ static uint64_t hook_oldest_dirty(void *arg)
 static int hook_sync_data(void *arg)
 {
     struct store *s = arg;
+    struct pool_stats ps;
 
+    /* A write or sync of the data file that failed earlier is never
+       papered over by a later sync that succeeds (IO7). */
+    if (s->pool != NULL)
+        pool_stats_get(s->pool, &ps);
+    if (s->pool != NULL && ps.write_error != 0)
+        return (int)ps.write_error;
     return io_file_sync(space_file(s->sp));
 }
 
@@ -123,6 +132,8 @@ static int open_space_and_log(struct store *s, const char *dir)
                              .io_fail_setup_mask = s->cfg.io_fail_setup_mask,
                              .create = s->cfg.create,
                              .checkpoint_pct = s->cfg.log_checkpoint_pct,
+                             .no_page_images =
+                                 s->cfg.torn_pages != STORE_TORN_PAGE_IMAGES,
                              .oldest_dirty_lsn = hook_oldest_dirty,
                              .sync_data = hook_sync_data,
                              .wake_flusher = hook_wake_flusher, .arg = s };
@@ -132,6 +143,14 @@ static int open_space_and_log(struct store *s, const char *dir)
     snprintf(path, sizeof(path), "%s/data.dkv", dir);
     if (rc == DKV_OK)
         rc = space_open(path, &sc, s->ctx, &s->sp);
+    if (rc == DKV_OK && s->cfg.torn_pages != STORE_TORN_PAGE_IMAGES) {
+        unsigned restored = 0;
+        snprintf(path, sizeof(path), "%s/doublewrite.dkv", dir);
+        rc = dblwr_open(path, space_page_size(s->sp), s->cfg.direct, s->ctx, &s->dw);
+        if (rc == DKV_OK)
+            rc = dblwr_restore(s->dw, s->sp, s->ctx, &restored);
+        s->torn_restored = restored;
+    }
     snprintf(path, sizeof(path), "%s/redo.log", dir);
     if (rc == DKV_OK)
         rc = wal_open(path, &wc, &s->wal);
@@ -145,7 +164,8 @@ static int open_pool(struct store *s)
                               .io_fail_setup_mask = s->cfg.io_fail_setup_mask,
                               .cleaner_threads = s->cfg.cleaner_threads,
                               .wal_flush_to = hook_write_ahead,
-                              .log_fill = hook_log_fill, .wal_arg = s };
+                              .log_fill = hook_log_fill, .wal_arg = s,
+                              .dblwr = s->dw };
 
     return pool_open(s->sp, &pc, &s->pool);
 }
@@ -160,6 +180,7 @@ static void free_store(struct store *s)
     s->pool = NULL;
     pool_close(pool);
     wal_close(s->wal);
+    dblwr_close(s->dw);
     space_close(s->sp);
     io_ctx_destroy(s->ctx);
     if (s->lock_fd >= 0)
@@ -199,6 +220,8 @@ int store_open(const char *dir, const struct store_config *cfg,
 
 struct pool *store_pool(struct store *s) { return s->pool; }
 struct wal  *store_wal(struct store *s)  { return s->wal; }
+struct dblwr *store_dblwr(struct store *s) { return s->dw; }
+unsigned store_torn_restored(struct store *s) { return s->torn_restored; }
 
 /* ---- committing -------------------------------------------------------------------- */
 

@@ -26,6 +26,7 @@
 #include "dkv.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define CLEANER_BATCH       64u     /* pages per write batch                */
@@ -33,6 +34,8 @@
 #define CLEANER_LOG_LOW     10u     /* log fill % where flushing starts     */
 #define CLEANER_LOG_HIGH    50u     /* log fill % where it never sleeps     */
 #define FLUSH_ALL_WAIT_MS   30000u
+
+_Static_assert(CLEANER_BATCH <= DBLWR_SEGMENT_PAGES, "a batch fits a segment");
 
 struct cleaner_thread {
     pthread_t         tid;
@@ -285,13 +288,72 @@ static void write_runs(struct pool *pool, struct io_ctx *ctx,
     }
 }
 
+/* A request that runs alone: submitted, then reaped for (other requests
+   reaped on the way go to their own hooks). */
+struct lone_req {
+    struct io_done_hook hook;
+    struct io_req       req;
+    int                 finished;
+};
+
+static void lone_done(struct pool *pool, struct io_req *req)
+{
+    struct lone_req *l = (struct lone_req *)((char *)req->owner -
+                                             offsetof(struct lone_req, hook));
+    (void)pool;
+    l->finished = 1;
+}
+
+static int run_lone(struct pool *pool, struct io_ctx *ctx, struct lone_req *l)
+{
+    struct io_req *reqs[1] = { &l->req }, *done[CLEANER_BATCH];
+    int n, rc;
+
+    l->hook.done = lone_done;
+    l->req.owner = &l->hook;
+    l->finished = 0;
+    while (io_ctx_inflight(ctx) >= io_ctx_depth(ctx)) {
+        n = io_ctx_reap(ctx, done, 1, CLEANER_BATCH);
+        if (n < 0)
+            return n;
+        pool_dispatch(pool, done, n);
+    }
+    rc = io_ctx_submit(ctx, reqs, 1);
+    while (rc == DKV_OK && !l->finished) {
+        n = io_ctx_reap(ctx, done, 1, CLEANER_BATCH);
+        if (n < 0)
+            return n;                   /* the context broke (IO7) */
+        pool_dispatch(pool, done, n);
+    }
+    if (rc == DKV_OK && l->req.res < 0)
+        rc = (int)l->req.res;
+    else if (rc == DKV_OK && (size_t)l->req.res != l->req.len)
+        rc = DKV_ERR_IO;
+    return rc;
+}
+
+/* P10: the staged pages go to a doublewrite segment, synced, before any
+   of them is written in place. */
+static int doublewrite(struct pool *pool, struct io_ctx *ctx, unsigned seg,
+                       unsigned char *stage, unsigned k)
+{
+    struct lone_req l;
+    int rc;
+
+    memset(&l, 0, sizeof(l));
+    dblwr_prepare(pool->cfg.dblwr, seg, stage, k, &l.req);
+    rc = run_lone(pool, ctx, &l);
+    return rc == DKV_OK ? dblwr_sync(pool->cfg.dblwr, k) : rc;
+}
+
 int cleaner_write_batch(struct pool *pool, struct io_ctx *ctx,
                         unsigned char *stage, struct frame **f, unsigned n)
 {
     struct frame *staged[CLEANER_BATCH];
     struct write_run runs[CLEANER_BATCH];
+    struct dblwr *dw = pool->cfg.dblwr;
     uint64_t lsn = 0, max_lsn = 0;
-    unsigned i, k = 0, r, pending = 0;
+    unsigned i, k = 0, r, pending = 0, seg = 0;
     int rc = DKV_OK;
 
     dkv_verify(n <= CLEANER_BATCH);
@@ -308,13 +370,19 @@ int cleaner_write_batch(struct pool *pool, struct io_ctx *ctx,
         return DKV_OK;
     if (pool->cfg.wal_flush_to != NULL)                /* P2 */
         rc = pool->cfg.wal_flush_to(pool->cfg.wal_arg, max_lsn);
+    for (i = 0; rc == DKV_OK && i < k; i++)
+        page_stamp(stage + (size_t)i * pool->page_size, pool->page_size);
+    if (rc == DKV_OK && dw != NULL) {
+        seg = dblwr_acquire(dw);
+        rc = doublewrite(pool, ctx, seg, stage, k);
+        if (rc != DKV_OK)
+            dblwr_release(dw, seg);
+    }
     if (rc != DKV_OK) {
         for (i = 0; i < k; i++)
             write_finished(pool, staged[i], rc);
         return rc;
     }
-    for (i = 0; i < k; i++)
-        page_stamp(stage + (size_t)i * pool->page_size, pool->page_size);
     r = make_runs(pool, staged, k, stage, runs, &pending);
     atomic_fetch_add(&pool->writes_inflight, k);
     atomic_fetch_add(&pool->write_batches, 1);
@@ -322,6 +390,16 @@ int cleaner_write_batch(struct pool *pool, struct io_ctx *ctx,
     for (i = 0; i < r; i++)
         if (runs[i].req.res < 0 && rc == DKV_OK)
             rc = (int)runs[i].req.res;
+    if (dw != NULL) {
+        /* The segment may be reused once the pages are durable in place. */
+        int sync_rc = io_file_sync(space_file(pool->sp));
+        if (sync_rc != DKV_OK) {
+            int64_t none = 0;                         /* IO7: never retried */
+            atomic_compare_exchange_strong(&pool->write_error, &none, sync_rc);
+            rc = rc == DKV_OK ? sync_rc : rc;
+        }
+        dblwr_release(dw, seg);
+    }
     return rc;
 }
 

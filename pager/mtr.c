@@ -240,7 +240,7 @@ int pool_mtr_meta_set(struct pool_mtr *m, unsigned slot, uint64_t value)
 
 static int needs_image(const struct pool_mtr_page *p, uint64_t fpi_lsn)
 {
-    return p->modified && !p->inited && p->prev_lsn <= fpi_lsn;
+    return fpi_lsn != 0 && p->modified && !p->inited && p->prev_lsn <= fpi_lsn;
 }
 
 static const struct pool_mtr_page *page_of(const struct pool_mtr *m,

@@ -133,6 +133,32 @@ int  space_read_page(struct space *sp, struct io_ctx *ctx, uint64_t page_no,
 int  space_write_page(struct space *sp, struct io_ctx *ctx, uint64_t page_no,
                       void *page);
 
+/* ---- the doublewrite file (P10, dblwr.c) ------------------------------- */
+
+/* Torn-page protection: the cleaner writes each batch of pages here (and
+   syncs) before it writes them in place, so a page torn by a power cut
+   has a whole copy to be restored from at open. */
+#define DBLWR_SEGMENTS       8u     /* batches being written at once, at most */
+#define DBLWR_SEGMENT_PAGES  64u    /* pages per batch, at most               */
+
+struct dblwr;
+
+/* Opens the doublewrite file at path for pages of page_size bytes,
+   creating it (zero-filled: later writes need no metadata) when missing.
+   Header I/O through ctx.  DKV_ERR_CORRUPT for a damaged header or one laid
+   out for another page size. */
+int  dblwr_open(const char *path, uint32_t page_size, int direct,
+                struct io_ctx *ctx, struct dblwr **dwp);
+void dblwr_close(struct dblwr *dw);
+/* Before the pool opens and redo runs: every page of sp that fails its
+   checksum and has a sound copy in the file (the newest, if several) is
+   overwritten with it, and the data file synced.  A restored page 0 is
+   loaded into sp's header.  *restored: how many pages. */
+int  dblwr_restore(struct dblwr *dw, struct space *sp, struct io_ctx *ctx,
+                   unsigned *restored);
+/* Pages and batches written through the file so far. */
+void dblwr_stats(struct dblwr *dw, uint64_t *pages, uint64_t *batches);
+
 /* ---- the buffer pool: lifecycle --------------------------------------- */
 
 /* The write-ahead hook (P2): before a page whose last change has LSN lsn is
@@ -161,6 +187,7 @@ struct pool_config {
     pool_wal_flush_fn wal_flush_to;
     pool_log_fill_fn  log_fill;
     void    *wal_arg;
+    struct dblwr *dblwr;         /* torn-page protection; NULL: none (P10)   */
     pool_clock_fn clock_ms;      /* NULL: CLOCK_MONOTONIC                     */
     void    *clock_arg;
 };

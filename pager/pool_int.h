@@ -163,6 +163,15 @@ unsigned lru_scan_tail(struct pool *pool, unsigned want, struct frame **dirty,
                        unsigned dirty_max);
 
 /* ---- cleaner.c ---------------------------------------------------------- */
+/* dblwr.c: a free segment (waits for one), and giving it back; the
+   request that writes n staged pages into segment seg; after it
+   completed, the sync that makes the copies durable. */
+unsigned dblwr_acquire(struct dblwr *dw);
+void  dblwr_release(struct dblwr *dw, unsigned seg);
+void  dblwr_prepare(struct dblwr *dw, unsigned seg, void *pages, unsigned n,
+                    struct io_req *req);
+int   dblwr_sync(struct dblwr *dw, unsigned n);
+
 int   cleaner_start(struct pool *pool);
 void  cleaner_stop(struct pool *pool);
 /* Writes the pinned frames f[0..n) (their pins are released) through ctx,

@@ -93,7 +93,8 @@ static uint64_t choose_candidate(struct wal *wal)
     pthread_mutex_lock(&wal->mutex);
     if (wal->cand_lsn == 0) {
         wal->cand_lsn = wal->lsn;
-        wal->fpi_lsn = wal->lsn;
+        if (!wal->cfg.no_page_images)
+            wal->fpi_lsn = wal->lsn;
         wal->split_lsn = wal->lsn;
         wal->unmarked_old += wal->unmarked_new;
         wal->unmarked_new = 0;

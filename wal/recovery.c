@@ -355,7 +355,8 @@ static void resume_state(struct wal *wal, uint64_t block)
     wal->lsn = block + LB_HDR;
     wal->end_lsn = wal->write_lsn = wal->durable_lsn = block;
     wal->unit_end_lsn = block;
-    wal->fpi_lsn = wal->checkpoint_lsn;
+    wal->fpi_lsn = wal->cfg.no_page_images ? 0
+                 : wal->checkpoint_lsn ? wal->checkpoint_lsn : 1;
     wal->cand_lsn = 0;
     pthread_mutex_unlock(&wal->mutex);
 }

@@ -28,6 +28,10 @@ struct wal_config {
     int      create;            /* create the log when missing                */
     unsigned checkpoint_pct;    /* log fill that starts a checkpoint; 0 = 25;
                                    100: only when the log is full or asked   */
+    int      no_page_images;    /* 1: torn pages are handled elsewhere (the
+                                   data file's doublewrite): the image
+                                   threshold stays 0 and no page is logged
+                                   whole (W6)                                 */
     uint64_t db_id;             /* ties the log to its data file; 0 at create:
                                    a fresh random id (read it back with
                                    wal_db_id)                                 */

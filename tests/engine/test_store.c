@@ -427,12 +427,17 @@ static void test_two_writes_in_one_mtr_survive_crash(void **state)
 
 /* ---- torn and damaged pages ------------------------------------------------------------ */
 
+/* With full page images (STORE_TORN_PAGE_IMAGES): a page's first change
+   after a checkpoint is logged whole, and redo rebuilds a torn page from
+   it. */
+
 static void test_torn_data_page_restored(void **state)
 {
     struct fx *fx = *state;
     unsigned char body[BODY];
     uint32_t p, q;
 
+    fx->cfg.torn_pages = STORE_TORN_PAGE_IMAGES;
     fx_open(fx);
     p = alloc_page(fx);
     q = alloc_page(fx);
@@ -460,6 +465,7 @@ static void test_torn_header_restored(void **state)
     struct pool_mtr m;
     uint32_t p, q;
 
+    fx->cfg.torn_pages = STORE_TORN_PAGE_IMAGES;
     fx_open(fx);
     p = alloc_page(fx);
     put(fx, p, 100, key_of(p, 1), 100, SYNC_END);
@@ -490,6 +496,7 @@ static void test_torn_header_without_image_refused(void **state)
     struct fx *fx = *state;
     uint32_t p;
 
+    fx->cfg.torn_pages = STORE_TORN_PAGE_IMAGES;
     fx_open(fx);
     p = alloc_page(fx);
     assert_rc(store_checkpoint(fx->s), DKV_OK);
@@ -506,6 +513,7 @@ static void test_damaged_page_before_checkpoint_corrupt(void **state)
     struct frame *f;
     uint32_t p, q;
 
+    fx->cfg.torn_pages = STORE_TORN_PAGE_IMAGES;
     fx_open(fx);
     p = alloc_page(fx);
     q = alloc_page(fx);
@@ -520,6 +528,129 @@ static void test_damaged_page_before_checkpoint_corrupt(void **state)
     assert_rc(pool_fix(store_pool(fx->s), p, POOL_X, 0, &f), DKV_ERR_CORRUPT);
     expect(fx, q, 100, key_of(q, 1), 2000);
     assert_rc(pool_check(store_pool(fx->s)), DKV_OK);
+}
+
+/* With the doublewrite file (the default): every page write goes there
+   first, so a page torn in place - simulated by damaging the page that the
+   last batch wrote - is restored from its copy before redo, which then
+   applies the later changes. */
+static void test_dblwr_torn_page_restored(void **state)
+{
+    struct fx *fx = *state;
+    unsigned char body[BODY];
+    struct pool_stats ps;
+    uint32_t p, q;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    q = alloc_page(fx);
+    put(fx, p, PAGE_HEADER_SIZE, key_of(p, 1), BODY, SYNC_END);
+    put(fx, q, PAGE_HEADER_SIZE, key_of(q, 1), BODY, SYNC_END);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);
+    put(fx, p, PAGE_HEADER_SIZE, key_of(p, 2), BODY, SYNC_END);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);   /* p via the file */
+    put(fx, p, 1000, key_of(p, 3), 2000, SYNC_END);
+    pool_stats_get(store_pool(fx->s), &ps);
+    assert_int_equal(ps.images_logged, 0);  /* no page was logged whole */
+    fx_crash(fx);
+    damage(fx, (uint64_t)p * PS + PS / 2, PS / 2);     /* a torn write of p */
+    test_fill(body, BODY, key_of(p, 2));
+    test_fill(body + 1000 - PAGE_HEADER_SIZE, 2000, key_of(p, 3));
+    fx_open(fx);
+    assert_int_equal(store_torn_restored(fx->s), 1);
+    expect_body(fx, p, body);
+    expect(fx, q, PAGE_HEADER_SIZE, key_of(q, 1), BODY);
+    fx_close(fx);
+    fx_open(fx);
+    assert_int_equal(store_torn_restored(fx->s), 0);
+    expect_body(fx, p, body);
+}
+
+static void test_dblwr_torn_header_restored(void **state)
+{
+    struct fx *fx = *state;
+    struct pool_mtr m;
+    uint32_t p, q;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    put(fx, p, 100, key_of(p, 1), 100, SYNC_END);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);
+    assert_rc(store_mtr_start(fx->s, &m), DKV_OK);
+    assert_rc(pool_mtr_meta_set(&m, 3, 0xC0FFEE), DKV_OK);
+    commit(fx, &m, SYNC_END);
+    q = alloc_page(fx);
+    put(fx, q, 100, key_of(q, 1), 100, SYNC_END);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);      /* page 0 too */
+    fx_crash(fx);
+    damage(fx, PS / 2, PS / 2);                                 /* torn page 0 */
+    fx_open(fx);
+    assert_true(store_torn_restored(fx->s) >= 1);
+    assert_int_equal(pool_meta_get(store_pool(fx->s), 3), 0xC0FFEE);
+    expect(fx, p, 100, key_of(p, 1), 100);
+    expect(fx, q, 100, key_of(q, 1), 100);
+    assert_int_equal(alloc_page(fx), q + 1);
+}
+
+/* Damage that is not a torn write is reported, not hidden: here the
+   doublewrite file holds only a stale copy of the page (older than the
+   LSN in the damaged page's first sector), which must not be used. */
+static void test_dblwr_stale_copy_not_used(void **state)
+{
+    struct fx *fx = *state;
+    struct frame *f;
+    uint32_t o, p, q;
+
+    fx->cfg.cleaner_threads = POOL_NO_CLEANER;  /* batches in segment 0 only */
+    fx_open(fx);
+    o = alloc_page(fx);
+    p = alloc_page(fx);
+    q = alloc_page(fx);
+    put(fx, o, 100, key_of(o, 1), 2000, SYNC_END);
+    put(fx, p, 100, key_of(p, 1), 2000, SYNC_END);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);   /* [0, o, p, q]: slots 0..3 */
+    put(fx, p, 100, key_of(p, 2), 2000, SYNC_END);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);    /* [p]: slot 0 */
+    put(fx, q, 100, key_of(q, 1), 2000, SYNC_END);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);              /* [q]: slot 0 */
+    fx_crash(fx);                      /* slot 2 still holds p's old copy */
+    damage(fx, (uint64_t)p * PS + 1000, 1);
+    fx_open(fx);
+    assert_int_equal(store_torn_restored(fx->s), 0);
+    assert_rc(pool_fix(store_pool(fx->s), p, POOL_S, 0, &f), DKV_ERR_CORRUPT);
+    expect(fx, o, 100, key_of(o, 1), 2000);
+    expect(fx, q, 100, key_of(q, 1), 2000);
+}
+
+/* A torn copy in the doublewrite file (the power cut hit the copy, so the
+   page itself was never written) is ignored; a damaged header of the file
+   refuses the open with DKV_ERR_CORRUPT and leaves the data as it was. */
+static void test_dblwr_damaged_file(void **state)
+{
+    struct fx *fx = *state;
+    unsigned char junk[PS];
+    char path[256];
+    uint32_t p;
+    int fd;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    put(fx, p, 100, key_of(p, 1), 2000, SYNC_END);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);
+    fx_crash(fx);
+    memset(junk, 0x5A, sizeof(junk));
+    test_dir_file(&fx->dir, "doublewrite.dkv", path, sizeof(path));
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, PS / 2, 4096 + PS / 2), PS / 2);  /* slot 0 */
+    fx_open(fx);
+    assert_int_equal(store_torn_restored(fx->s), 0);
+    expect(fx, p, 100, key_of(p, 1), 2000);
+    fx_crash(fx);
+    assert_int_equal(pwrite(fd, junk, 64, 0), 64);                     /* header */
+    close(fd);
+    assert_rc(store_open(fx->dir.path, &fx->cfg, &fx->s, NULL), DKV_ERR_CORRUPT);
+    fx->s = NULL;
 }
 
 /* ---- commit units ---------------------------------------------------------------------- */
@@ -728,6 +859,10 @@ int main(void)
         T(test_torn_header_without_image_refused),
         T(test_damaged_page_before_checkpoint_corrupt),
         T(test_unfinished_unit_page_not_written),
+        T(test_dblwr_torn_page_restored),
+        T(test_dblwr_torn_header_restored),
+        T(test_dblwr_stale_copy_not_used),
+        T(test_dblwr_damaged_file),
         T(test_discarded_unit_stays_discarded),
         T(test_failed_commit_fails_store),
         T(test_small_log_checkpoints_and_wraps),
