@@ -27,14 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define BENCH_IO_NAME   "io_randread"
 #define PREP_CHUNK      (1u << 20)      /* bytes per write when preparing  */
 #define PREP_DEPTH      8u              /* writes in flight when preparing */
 #define FIO_CMD_MAX     2048
-#define FIO_OUT_MAX     (16u << 20)     /* fio's JSON is a few KiB         */
 
 /* One configuration of the io mode. */
 struct io_config {
@@ -370,48 +368,6 @@ out:
 
 /* ---- fio ------------------------------------------------------------------- */
 
-/* 1 when an executable named fio is on PATH. */
-static int fio_on_path(void)
-{
-    const char *path = getenv("PATH");
-    char dir[4096];
-
-    while (path != NULL && *path != '\0') {
-        size_t len = strcspn(path, ":");
-        if (len > 0 && len < sizeof(dir) - 5) {
-            memcpy(dir, path, len);
-            memcpy(dir + len, "/fio", 5);
-            if (access(dir, X_OK) == 0)
-                return 1;
-        }
-        path += len;
-        path += *path == ':';
-    }
-    return 0;
-}
-
-/* Writes s single-quoted for the shell into out (room bytes).  Returns the
-   length, or -1 when it does not fit. */
-static int shell_quote(char *out, size_t room, const char *s)
-{
-    size_t n = 0;
-
-    if (room < 3)
-        return -1;
-    out[n++] = '\'';
-    for (; *s != '\0'; s++) {
-        const char *piece = *s == '\'' ? "'\\''" : NULL;
-        size_t len = piece ? 4 : 1;
-        if (n + len + 2 > room)
-            return -1;
-        memcpy(out + n, piece ? piece : s, len);
-        n += len;
-    }
-    out[n++] = '\'';
-    out[n] = '\0';
-    return (int)n;
-}
-
 /* Builds the fio command line for cfg in cmd.  Returns 0 or -1. */
 static int fio_command(char *cmd, size_t room, const struct bench_opts *opts,
                        const struct io_config *cfg)
@@ -419,13 +375,9 @@ static int fio_command(char *cmd, size_t room, const struct bench_opts *opts,
     char path[1024], runtime[32];
     int n;
 
-    if (shell_quote(path, sizeof(path), opts->file_path) < 0)
+    if (bench_shell_quote(path, sizeof(path), opts->file_path) < 0)
         return -1;
-    if (opts->seconds == (double)(long long)opts->seconds)
-        snprintf(runtime, sizeof(runtime), "%lld", (long long)opts->seconds);
-    else
-        snprintf(runtime, sizeof(runtime), "%lldms",
-                 (long long)(opts->seconds * 1000.0));
+    bench_fio_runtime(runtime, sizeof(runtime), opts->seconds);
     n = snprintf(cmd, room,
                  "fio --name=dkv --filename=%s --direct=1 --ioengine=%s "
                  "--iodepth=%u --bs=%u --rw=randread --runtime=%s --time_based "
@@ -436,88 +388,18 @@ static int fio_command(char *cmd, size_t room, const struct bench_opts *opts,
     return n > 0 && (size_t)n < room ? 0 : -1;
 }
 
-/* Reads all of f into a new NUL-terminated string (at most FIO_OUT_MAX
-   bytes are kept).  NULL when out of memory. */
-static char *read_all(FILE *f)
-{
-    size_t cap = 64 * 1024, len = 0, got;
-    char *buf = malloc(cap), *bigger;
-
-    while (buf != NULL) {
-        if (len + 1 == cap && cap < FIO_OUT_MAX) {
-            bigger = realloc(buf, cap * 2);
-            if (bigger == NULL)
-                break;
-            buf = bigger;
-            cap *= 2;
-        }
-        got = fread(buf + len, 1, cap - 1 - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (buf == NULL) {
-        while (fgetc(f) != EOF)             /* let fio finish writing */
-            ;
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
-/* Finds the read "iops" of fio's JSON output: the first "read" object
-   after "jobs", then its "iops" key, then the number after the colon.
-   Returns 0 or -1. */
-static int parse_fio_iops(const char *json, double *iops)
-{
-    const char *p = strstr(json, "\"jobs\"");
-    char *end;
-
-    p = p ? strstr(p, "\"read\"") : NULL;
-    p = p ? strstr(p, "\"iops\"") : NULL;
-    if (p == NULL)
-        return -1;
-    p += strlen("\"iops\"");
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    if (*p++ != ':')
-        return -1;
-    *iops = strtod(p, &end);
-    return end != p && *iops >= 0.0 ? 0 : -1;
-}
-
 /* Runs fio for cfg and stores its read IOPS.  Returns 0, or -1 after
    printing why fio gave no figure. */
 static int measure_fio(const struct bench_opts *opts, const struct io_config *cfg,
                        double *iops)
 {
     char cmd[FIO_CMD_MAX];
-    char *out;
-    FILE *pipe;
-    int status, rc = -1;
 
-    if (fio_command(cmd, sizeof(cmd) - 8, opts, cfg) != 0) {
+    if (fio_command(cmd, sizeof(cmd), opts, cfg) != 0) {
         fprintf(stderr, "dkv-bench: the fio command line is too long\n");
         return -1;
     }
-    fprintf(stderr, "  $ %s\n", cmd);
-    strcat(cmd, " 2>&1");
-    fflush(NULL);
-    pipe = popen(cmd, "r");
-    if (pipe == NULL) {
-        fprintf(stderr, "dkv-bench: running fio: %s\n", strerror(errno));
-        return -1;
-    }
-    out = read_all(pipe);
-    status = pclose(pipe);
-    if (out != NULL && status == 0 && parse_fio_iops(out, iops) == 0)
-        rc = 0;
-    else
-        fprintf(stderr, "dkv-bench: fio gave no read iops (exit status %d); "
-                "its output began:\n%.600s\n",
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1, out ? out : "");
-    free(out);
-    return rc;
+    return bench_fio_run(cmd, "read", iops);
 }
 
 /* ---- configurations --------------------------------------------------------- */
@@ -620,7 +502,7 @@ static int want_fio(const struct bench_opts *opts)
 
     if (opts->fio == BENCH_FIO_OFF)
         return 0;
-    found = fio_on_path();
+    found = bench_fio_on_path();
     if (!found && opts->fio == BENCH_FIO_ON) {
         fprintf(stderr, "dkv-bench: --fio: no fio on PATH\n");
         return -1;

@@ -8,6 +8,7 @@
  *   bench_results_add     appends a row (modes call it)
  *   bench_summarize       median, min and max of a configuration's runs
  *   bench_now             the monotonic clock, in seconds
+ *   bench_print_targets   measured vs target, PASS/FAIL, for rows with one
  *
  * The design rule it serves (DESIGN.md, "Measure, don't guess"): every
  * figure is printed next to its comparison, measured in the same run, as a
@@ -20,6 +21,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +29,18 @@
 
 #define EXIT_USAGE 2
 
-/* A mode: its name and the function that runs it. */
+/* A mode: its name, the function that runs it, and its table (NULL: the
+   io layout, print_table). */
 struct bench_mode {
     const char *name;
     int (*run)(const struct bench_opts *opts, struct bench_results *results);
+    void (*print)(FILE *out, const struct bench_results *results);
 };
 
 static const struct bench_mode modes[] = {
-    { "io", bench_io_run },
+    { "io",   bench_io_run,   NULL },
+    { "pool", bench_pool_run, bench_pool_print },
+    { "wal",  bench_wal_run,  bench_wal_print },
 };
 
 static void usage(FILE *out)
@@ -44,6 +50,10 @@ static void usage(FILE *out)
         "\n"
         "modes:\n"
         "  io     random reads through the I/O layer, side by side with fio\n"
+        "  pool   the buffer pool: hits, random fixes, miss cost vs a raw read,\n"
+        "         prefetch vs fio\n"
+        "  wal    the redo log through the page store: group commit vs fio's\n"
+        "         sync rate, put stalls, page images, recovery time\n"
         "\n"
         "io options:\n"
         "  --file PATH        data file (default /tmp/dkv-bench-io.dat)\n"
@@ -56,10 +66,29 @@ static void usage(FILE *out)
         "  --fio | --no-fio   run fio for comparison (default: if on PATH)\n"
         "  --repeat N         runs per configuration; the median is quoted\n"
         "  --submit-chunk N   requests per system call (io_ctx_config.submit_chunk;\n"
-        "                     default 4; the depth = one call per batch)\n"
-        "                     (default 0: all that one reap returned, one call)\n"
+        "                     default 4; N = the depth: one call per batch)\n"
         "  --json FILE        also write the results as a JSON array\n"
-        "  -h, --help         this text\n");
+        "  -h, --help         this text\n"
+        "\n"
+        "pool options (and --seconds, default 3; --repeat, default 3; --json;\n"
+        "--fio/--no-fio):\n"
+        "  --file PATH        the data file (default /tmp/dkv-bench-pool-16k.dat,\n"
+        "                     by page size; reused when it fits, never another\n"
+        "                     file overwritten); run d's 4 KiB file: PATH.prefetch\n"
+        "                     (default /tmp/dkv-bench-pool-prefetch-4k.dat)\n"
+        "  --pool-size BYTES  the pool (default 256M); the file holds 4x its pages\n"
+        "  --page-size BYTES  4K..64K (default 16K); the prefetch run uses 4K\n"
+        "  --parts LETTERS    the runs to do (default abcd): a hits, b random\n"
+        "                     fixes, c miss cost, d prefetch\n"
+        "\n"
+        "wal options (and --seconds, default 3; --repeat, default 3; --json;\n"
+        "--fio/--no-fio):\n"
+        "  --dir PATH         where the scratch directory goes (default /tmp)\n"
+        "  --stall-seconds S  each put-stall run (default 30)\n"
+        "  --recovery-gib G   log to recover (default 1)\n"
+        "  --parts LETTERS    the runs to do (default abcd): a group commit\n"
+        "                     (c, page images, comes with a), b stalls,\n"
+        "                     d recovery\n");
 }
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -184,6 +213,49 @@ static void set_defaults(struct bench_opts *opts)
     opts->blocks[0] = 4096;
     opts->blocks[1] = 16384;
     opts->block_count = 2;
+    opts->stall_seconds = 30.0;
+    opts->recovery_gib = 1.0;
+    opts->dir = "/tmp";
+    opts->parts = "abcd";
+}
+
+/* Parses a positive number of seconds (or GiB) at most max.  0 or -1. */
+static int parse_positive(const char *arg, double max, double *value)
+{
+    char *end;
+
+    *value = strtod(arg, &end);
+    return end == arg || *end != '\0' || !(*value > 0.0) || *value > max ? -1 : 0;
+}
+
+/* The options of the pool and wal modes (see apply_option). */
+static int apply_mode_option(struct bench_opts *opts, int c, const char *arg)
+{
+    uint64_t v;
+    int bad = 0;
+
+    switch (c) {
+    case 'P':
+        bad = parse_size(arg, &v) != 0 || v < (1u << 20) || v > (1ull << 40);
+        opts->pool_size = v;
+        break;
+    case 'S':
+        bad = parse_size(arg, &v) != 0 || v < 4096 || v > 65536 || (v & (v - 1));
+        opts->page_size = (uint32_t)v;
+        break;
+    case 'T': bad = parse_positive(arg, 86400.0, &opts->stall_seconds); break;
+    case 'G': bad = parse_positive(arg, 64.0, &opts->recovery_gib); break;
+    case 'D': opts->dir = arg; bad = arg[0] == '\0'; break;
+    case 'R':
+        opts->parts = arg;
+        bad = arg[0] == '\0' || strspn(arg, "abcd") != strlen(arg);
+        break;
+    default:
+        return -1;
+    }
+    if (bad)
+        fprintf(stderr, "dkv-bench: bad value for an option: '%s'\n", arg);
+    return bad ? -1 : 0;
 }
 
 /* Applies one option (getopt_long's code c, its argument arg).  Returns 0,
@@ -195,7 +267,11 @@ static int apply_option(struct bench_opts *opts, int c, const char *arg)
     int bad = 0;
 
     switch (c) {
-    case 'f': opts->file_path = arg; bad = arg[0] == '\0'; break;
+    case 'f':
+        opts->file_path = arg;
+        opts->file_set = 1;
+        bad = arg[0] == '\0';
+        break;
     case 'z':
         bad = parse_size(arg, &v) != 0 || v < (1u << 20);
         opts->file_size = v & ~(uint64_t)4095;
@@ -204,6 +280,7 @@ static int apply_option(struct bench_opts *opts, int c, const char *arg)
         opts->seconds = strtod(arg, &end);
         bad = end == arg || *end != '\0' || !(opts->seconds > 0.0) ||
               opts->seconds > 86400.0;
+        opts->seconds_set = 1;
         break;
     case 'e': bad = parse_list(opts, 'e', arg, &opts->engine_count); break;
     case 'd': bad = parse_list(opts, 'd', arg, &opts->depth_count); break;
@@ -215,13 +292,14 @@ static int apply_option(struct bench_opts *opts, int c, const char *arg)
     case 'r':
         bad = parse_size(arg, &v) != 0 || v == 0 || v > 1000;
         opts->repeat = (unsigned)v;
+        opts->repeat_set = 1;
         break;
     case 'c':
         bad = parse_size(arg, &v) != 0 || v > IO_DEPTH_MAX;
         opts->submit_chunk = (unsigned)v;
         break;
     default:
-        return -1;
+        return apply_mode_option(opts, c, arg);
     }
     if (bad)
         fprintf(stderr, "dkv-bench: bad value for an option: '%s'\n", arg);
@@ -245,6 +323,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *opts)
         { "no-fio",  no_argument,       NULL, 'N' },
         { "repeat",  required_argument, NULL, 'r' },
         { "submit-chunk", required_argument, NULL, 'c' },
+        { "pool-size", required_argument, NULL, 'P' },
+        { "page-size", required_argument, NULL, 'S' },
+        { "stall-seconds", required_argument, NULL, 'T' },
+        { "recovery-gib", required_argument, NULL, 'G' },
+        { "dir",     required_argument, NULL, 'D' },
+        { "parts",   required_argument, NULL, 'R' },
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -308,6 +392,24 @@ double bench_now(void)
 
 /* ---- output --------------------------------------------------------------- */
 
+void bench_print_targets(FILE *out, const struct bench_results *results)
+{
+    size_t i;
+    int header = 0;
+
+    for (i = 0; i < results->count; i++) {
+        const struct bench_result *r = &results->rows[i];
+
+        if (r->target_name == NULL)
+            continue;
+        if (!header++)
+            fprintf(out, "\ntargets (medians of the runs above):\n");
+        fprintf(out, "  %-44s measured %12.4g  target %s %-10.4g %s\n",
+                r->target_name, r->measured, r->target_le ? "<=" : ">=",
+                r->target, r->pass ? "PASS" : "FAIL");
+    }
+}
+
 /* Prints, for each row with a fio counterpart, the ratio ours/fio. */
 static void print_ratios(FILE *out, const struct bench_results *results)
 {
@@ -356,6 +458,39 @@ static void print_table(FILE *out, const struct bench_results *results)
     print_ratios(out, results);
 }
 
+/* Writes a number as JSON (which has no NaN or infinity). */
+static void json_number(FILE *out, const char *name, double v)
+{
+    if (isfinite(v))
+        fprintf(out, ", \"%s\": %.10g", name, v);
+    else
+        fprintf(out, ", \"%s\": null", name);
+}
+
+/* The fields of the pool and wal modes' rows, when set. */
+static void json_mode_fields(FILE *out, const struct bench_result *r)
+{
+    unsigned i;
+
+    if (r->threads > 0)
+        fprintf(out, ", \"threads\": %u", r->threads);
+    if (r->dist[0] != '\0')
+        fprintf(out, ", \"dist\": \"%s\"", r->dist);
+    if (r->ratio_of != NULL) {
+        json_number(out, "ratio", r->ratio);
+        fprintf(out, ", \"ratio_of\": \"%s\"", r->ratio_of);
+    }
+    if (r->target_name != NULL) {
+        fprintf(out, ", \"target_name\": \"%s\"", r->target_name);
+        json_number(out, "measured", r->measured);
+        json_number(out, "target", r->target);
+        fprintf(out, ", \"target_le\": %s, \"pass\": %s",
+                r->target_le ? "true" : "false", r->pass ? "true" : "false");
+    }
+    for (i = 0; i < r->extra_count; i++)
+        json_number(out, r->extra[i].name, r->extra[i].value);
+}
+
 /* Writes one row as a JSON object (the strings are our own identifiers,
    which need no escaping). */
 static void json_row(FILE *out, const struct bench_result *r, int last)
@@ -373,6 +508,7 @@ static void json_row(FILE *out, const struct bench_result *r, int last)
         fprintf(out, ", \"submit_chunk\": %u", r->submit_chunk);
     if (r->vs_fio > 0)
         fprintf(out, ", \"vs_fio\": %.4f", r->vs_fio);
+    json_mode_fields(out, r);
     fprintf(out, "}%s\n", last ? "" : ",");
 }
 
@@ -442,7 +578,11 @@ int main(int argc, char **argv)
     if (rc != DKV_OK)
         status = 1;
     if (results.count > 0) {
-        print_table(stdout, &results);
+        if (mode->print != NULL)
+            mode->print(stdout, &results);
+        else
+            print_table(stdout, &results);
+        bench_print_targets(stdout, &results);
         /* A failed run writes no JSON: a partial file would be quoted. */
         if (status == 0 && opts.json_path != NULL &&
             write_json(opts.json_path, &results) != 0)
