@@ -267,10 +267,10 @@ int store_commit(struct store *s, struct pool_mtr *m, int flags)
         return rc;
     }
     pool_mtr_commit(m, start, end);
-    wal_commit_done(s->wal, start);
     if ((flags & WAL_UNIT_END) && (flags & WAL_SYNC) &&
         s->cfg.commit_mode == DKV_COMMIT_SYNC)
-        rc = wal_flush_to(s->wal, end);
+        return wal_commit_done_flush(s->wal, start, end);
+    wal_commit_done(s->wal, start);
     return rc;
 }
 

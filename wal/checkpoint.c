@@ -63,7 +63,7 @@ int ckpt_load(struct wal *wal)
     if (best_no == 0)
         return PAGER_CORRUPT(0, "log has no valid checkpoint");
     wal->checkpoint_no = best_no;
-    wal->checkpoint_lsn = best_lsn;
+    __atomic_store_n(&wal->checkpoint_lsn, best_lsn, __ATOMIC_RELAXED);
     return DKV_OK;
 }
 
@@ -153,7 +153,7 @@ static int finish(struct wal *wal, uint64_t c)
     }
     pthread_mutex_lock(&wal->mutex);
     if (rc == DKV_OK) {
-        wal->checkpoint_lsn = c;
+        __atomic_store_n(&wal->checkpoint_lsn, c, __ATOMIC_RELAXED);
         wal->checkpoint_no = no;
         wal->cand_lsn = 0;
         wal->checkpoints++;

@@ -61,7 +61,7 @@ static unsigned char *buf_at(const struct wal *wal, uint64_t lsn)
 void wal_set_error(struct wal *wal, int rc)
 {
     if (wal->error == 0)
-        wal->error = rc;
+        __atomic_store_n(&wal->error, rc, __ATOMIC_RELAXED);
 }
 
 /* One synchronous transfer through the log's context (io_lock held). */
@@ -94,7 +94,7 @@ static void put_bytes(struct wal *wal, const void *src, size_t n)
         size_t room = LOG_BLOCK - wal->lsn % LOG_BLOCK;
         size_t k = n < room ? n : room;
         memcpy(buf_at(wal, wal->lsn), s, k);
-        wal->lsn += k;
+        __atomic_store_n(&wal->lsn, wal->lsn + k, __ATOMIC_RELAXED);
         s += k;
         n -= k;
         wal->end_lsn = wal->lsn;
@@ -102,7 +102,7 @@ static void put_bytes(struct wal *wal, const void *src, size_t n)
             store_le16(buf_at(wal, wal->lsn - LOG_BLOCK) + LB_OFF_DATA_END,
                        LOG_BLOCK);
             block_start(wal, wal->lsn);
-            wal->lsn += LB_HDR;
+            __atomic_store_n(&wal->lsn, wal->lsn + LB_HDR, __ATOMIC_RELAXED);
         }
     }
 }
@@ -185,6 +185,10 @@ static void lead_one_round(struct wal *wal)
 
     wal->leader = 1;
     gather_group(wal);
+    /* Every waiter now appended before this point: the round covers them
+       all, and takes them off the count when it ends. */
+    wal->rounds_taken++;
+    wal->taken_waiters = wal->flush_waiters;
     durable = wal->end_lsn;
     block = wal_block_of(wal->lsn);
     from = wal->write_lsn;
@@ -193,7 +197,7 @@ static void lead_one_round(struct wal *wal)
         store_le16(buf_at(wal, block) + LB_OFF_DATA_END, wal->lsn % LOG_BLOCK);
         to = block + LOG_BLOCK;
         block_start(wal, to);
-        wal->lsn = to + LB_HDR;
+        __atomic_store_n(&wal->lsn, to + LB_HDR, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&wal->mutex);
     t0 = wal_now_us();
@@ -212,6 +216,9 @@ static void lead_one_round(struct wal *wal)
     }
     if (rc == DKV_OK && durable > wal->durable_lsn)
         wal->durable_lsn = durable;
+    dkv_assert(wal->flush_waiters >= wal->taken_waiters);
+    wal->flush_waiters -= wal->taken_waiters;
+    wal->taken_waiters = 0;
     wal->leader = 0;
     pthread_cond_broadcast(&wal->flush_cv);
     pthread_cond_broadcast(&wal->space_cv);
@@ -221,9 +228,11 @@ static void lead_one_round(struct wal *wal)
 static int flush_locked(struct wal *wal, uint64_t target)
 {
     unsigned rounds = 0;
+    uint64_t entered;
 
     if (wal->durable_lsn >= target || wal->error != 0)
         return wal->error;
+    entered = wal->rounds_taken;
     wal->flush_waiters++;
     pthread_cond_signal(&wal->gather_cv);
     while (wal->durable_lsn < target && wal->error == 0) {
@@ -234,7 +243,10 @@ static int flush_locked(struct wal *wal, uint64_t target)
         lead_one_round(wal);
         dkv_verify(rounds++ < 1000000);
     }
-    wal->flush_waiters--;
+    /* A round that took a group after this thread came counted it, and
+       took it off (or will) when it ended; otherwise it is ours to do. */
+    if (wal->rounds_taken == entered)
+        wal->flush_waiters--;
     return wal->error;
 }
 
@@ -340,8 +352,16 @@ static int make_room(struct wal *wal, uint64_t need)
 
 int wal_free_check(struct wal *wal)
 {
+    uint64_t lsn = __atomic_load_n(&wal->lsn, __ATOMIC_RELAXED);
+    uint64_t ckpt = __atomic_load_n(&wal->checkpoint_lsn, __ATOMIC_RELAXED);
     int rc;
 
+    /* The common case without the mutex: the log has room (lsn and the
+       checkpoint only grow under it; a stale pair errs on waiting). */
+    if (wal->ready && __atomic_load_n(&wal->error, __ATOMIC_RELAXED) == 0 &&
+        lsn >= ckpt && (lsn - ckpt) * 100 <
+                       (uint64_t)WAL_FREE_CHECK_PCT * wal->capacity)
+        return DKV_OK;
     pthread_mutex_lock(&wal->mutex);
     rc = wal->ready ? wait_for_room(wal, 0, below_free_check) : DKV_ERR_INVALID;
     pthread_mutex_unlock(&wal->mutex);
@@ -380,14 +400,30 @@ void wal_fail(struct wal *wal, int rc)
     pthread_mutex_unlock(&wal->mutex);
 }
 
-void wal_commit_done(struct wal *wal, uint64_t start_lsn)
+static void commit_done_locked(struct wal *wal, uint64_t start_lsn)
 {
-    pthread_mutex_lock(&wal->mutex);
     if (start_lsn < wal->split_lsn && wal->unmarked_old > 0)
         wal->unmarked_old--;
     else
         wal->unmarked_new--;
+}
+
+void wal_commit_done(struct wal *wal, uint64_t start_lsn)
+{
+    pthread_mutex_lock(&wal->mutex);
+    commit_done_locked(wal, start_lsn);
     pthread_mutex_unlock(&wal->mutex);
+}
+
+int wal_commit_done_flush(struct wal *wal, uint64_t start_lsn, uint64_t lsn)
+{
+    int rc;
+
+    pthread_mutex_lock(&wal->mutex);
+    commit_done_locked(wal, start_lsn);
+    rc = flush_locked(wal, lsn < wal->end_lsn ? lsn : wal->end_lsn);
+    pthread_mutex_unlock(&wal->mutex);
+    return rc;
 }
 
 uint64_t wal_fpi_lsn(struct wal *wal)

@@ -352,7 +352,7 @@ static void resume_state(struct wal *wal, uint64_t block)
     pthread_mutex_lock(&wal->mutex);
     memset(wal->buf + block % wal->buf_size, 0, LB_HDR);
     store_le64(wal->buf + block % wal->buf_size + LB_OFF_LSN, block);
-    wal->lsn = block + LB_HDR;
+    __atomic_store_n(&wal->lsn, block + LB_HDR, __ATOMIC_RELAXED);
     wal->end_lsn = wal->write_lsn = wal->durable_lsn = block;
     wal->unit_end_lsn = block;
     wal->fpi_lsn = wal->cfg.no_page_images ? 0

@@ -120,6 +120,8 @@ void wal_fail(struct wal *wal, int rc);
 /* Says that the pages changed by the MTR that started at start_lsn are on
    the pool's flush list (W5b).  Every successful wal_commit needs one. */
 void wal_commit_done(struct wal *wal, uint64_t start_lsn);
+/* wal_commit_done, then durable up to lsn, in one visit to the log. */
+int  wal_commit_done_flush(struct wal *wal, uint64_t start_lsn, uint64_t lsn);
 
 /* The write-ahead rule for the pool (W4): returns once the log is durable
    up to lsn; DKV_ERR_BUSY when lsn lies in an unfinished commit unit (the

@@ -46,9 +46,13 @@ struct wal {
     uint64_t          split_lsn;
     uint64_t          unmarked_old, unmarked_new;
     int               leader;         /* a thread is writing the log         */
-    /* Group commit (W3): threads waiting for durability now, the size of
-       the last group, and the mean write+sync time. */
+    /* Group commit (W3): threads waiting for durability that no finished
+       round has covered yet (a leader gathers by this count, so threads
+       already served but not yet running do not count), the size of the
+       last group, and the mean write+sync time. */
     unsigned          flush_waiters, last_group;
+    uint64_t          rounds_taken;   /* leaders that took a group so far    */
+    unsigned          taken_waiters;  /* waiters the round in flight covers  */
     uint64_t          sync_us_avg;
     int               error;          /* sticky DKV_ERR_* (W8)               */
     int               ready;          /* recovery ran                        */
