@@ -21,10 +21,14 @@
 
 #include "dkv.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WAL_CAPACITY_DEFAULT  (256ull << 20)
 #define WAL_BUFFER_DEFAULT    (16u << 20)
@@ -58,10 +62,43 @@ static unsigned char *buf_at(const struct wal *wal, uint64_t lsn)
     return wal->buf + lsn % wal->buf_size;
 }
 
+/* ---- waiting for a round (W3) ----------------------------------------------- */
+
+static void round_wait(struct wal *wal, uint32_t seq)
+{
+    syscall(SYS_futex, &wal->round_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+}
+
+/* Mutex held: a round ended (or the log failed); wakes every follower. */
+static void round_ended(struct wal *wal)
+{
+    __atomic_fetch_add(&wal->round_seq, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &wal->round_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static unsigned waiters_untaken(struct wal *wal)
+{
+    return (uint32_t)__atomic_load_n(&wal->wait_state, __ATOMIC_ACQUIRE);
+}
+
+/* A waiter that came when entered rounds had been taken leaves: if no
+   round took it since, it takes itself off the count. */
+static void waiter_leave(struct wal *wal, uint32_t entered)
+{
+    uint64_t st = __atomic_load_n(&wal->wait_state, __ATOMIC_ACQUIRE);
+
+    while ((uint32_t)(st >> 32) == entered &&
+           !__atomic_compare_exchange_n(&wal->wait_state, &st, st - 1, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        ;
+}
+
 void wal_set_error(struct wal *wal, int rc)
 {
-    if (wal->error == 0)
-        __atomic_store_n(&wal->error, rc, __ATOMIC_RELAXED);
+    if (wal->error == 0) {
+        __atomic_store_n(&wal->error, rc, __ATOMIC_RELEASE);
+        round_ended(wal);
+    }
 }
 
 /* One synchronous transfer through the log's context (io_lock held). */
@@ -165,7 +202,7 @@ static void gather_group(struct wal *wal)
                                                                 : WAL_GATHER_MAX_US);
     struct timespec ts;
 
-    while (wal->flush_waiters < wal->last_group && wal_now_us() < until) {
+    while (waiters_untaken(wal) < wal->last_group && wal_now_us() < until) {
         uint64_t left = until - wal_now_us();
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += (long)left * 1000;
@@ -173,7 +210,7 @@ static void gather_group(struct wal *wal)
         ts.tv_nsec %= 1000000000;
         pthread_cond_timedwait(&wal->gather_cv, &wal->mutex, &ts);
     }
-    wal->last_group = wal->flush_waiters;
+    wal->last_group = waiters_untaken(wal);
 }
 
 /* The leader's round (mutex held on entry and exit): closes the current
@@ -187,8 +224,8 @@ static void lead_one_round(struct wal *wal)
     gather_group(wal);
     /* Every waiter now appended before this point: the round covers them
        all, and takes them off the count when it ends. */
-    wal->rounds_taken++;
-    wal->taken_waiters = wal->flush_waiters;
+    wal->taken_waiters = (uint32_t)__atomic_fetch_add(&wal->wait_state, 1ull << 32,
+                                                      __ATOMIC_ACQ_REL);
     durable = wal->end_lsn;
     block = wal_block_of(wal->lsn);
     from = wal->write_lsn;
@@ -215,39 +252,60 @@ static void lead_one_round(struct wal *wal)
         wal->syncs++;
     }
     if (rc == DKV_OK && durable > wal->durable_lsn)
-        wal->durable_lsn = durable;
-    dkv_assert(wal->flush_waiters >= wal->taken_waiters);
-    wal->flush_waiters -= wal->taken_waiters;
+        __atomic_store_n(&wal->durable_lsn, durable, __ATOMIC_RELEASE);
+    dkv_assert(waiters_untaken(wal) >= wal->taken_waiters);
+    __atomic_fetch_sub(&wal->wait_state, wal->taken_waiters, __ATOMIC_ACQ_REL);
     wal->taken_waiters = 0;
     wal->leader = 0;
-    pthread_cond_broadcast(&wal->flush_cv);
+    round_ended(wal);
     pthread_cond_broadcast(&wal->space_cv);
 }
 
-/* Makes the log durable up to target (mutex held on entry and exit). */
-static int flush_locked(struct wal *wal, uint64_t target)
+/* Makes the log durable up to target.  The mutex is held on entry and
+   released on return: a follower woken by the end of a round that covers
+   it returns without taking the mutex again. */
+static int flush_wait(struct wal *wal, uint64_t target)
 {
     unsigned rounds = 0;
-    uint64_t entered;
+    uint32_t entered, seq;
+    int rc;
 
-    if (wal->durable_lsn >= target || wal->error != 0)
-        return wal->error;
-    entered = wal->rounds_taken;
-    wal->flush_waiters++;
+    if (wal->durable_lsn >= target || wal->error != 0) {
+        rc = wal->error;
+        pthread_mutex_unlock(&wal->mutex);
+        return rc;
+    }
+    entered = (uint32_t)(__atomic_fetch_add(&wal->wait_state, 1, __ATOMIC_ACQ_REL) >> 32);
     pthread_cond_signal(&wal->gather_cv);
-    while (wal->durable_lsn < target && wal->error == 0) {
-        if (wal->leader) {
-            pthread_cond_wait(&wal->flush_cv, &wal->mutex);
+    for (;;) {                                  /* the mutex is held here */
+        if (wal->durable_lsn >= target || wal->error != 0) {
+            pthread_mutex_unlock(&wal->mutex);
+            break;
+        }
+        if (!wal->leader) {
+            lead_one_round(wal);
+            dkv_verify(rounds++ < 1000000);
             continue;
         }
-        lead_one_round(wal);
-        dkv_verify(rounds++ < 1000000);
+        seq = __atomic_load_n(&wal->round_seq, __ATOMIC_ACQUIRE);
+        pthread_mutex_unlock(&wal->mutex);
+        round_wait(wal, seq);           /* returns at once if a round ended */
+        if (__atomic_load_n(&wal->durable_lsn, __ATOMIC_ACQUIRE) >= target ||
+            __atomic_load_n(&wal->error, __ATOMIC_ACQUIRE) != 0)
+            break;
+        pthread_mutex_lock(&wal->mutex);
     }
-    /* A round that took a group after this thread came counted it, and
-       took it off (or will) when it ended; otherwise it is ours to do. */
-    if (wal->rounds_taken == entered)
-        wal->flush_waiters--;
-    return wal->error;
+    waiter_leave(wal, entered);
+    return __atomic_load_n(&wal->error, __ATOMIC_ACQUIRE);
+}
+
+/* The same, with the mutex held on entry and on return. */
+static int flush_locked(struct wal *wal, uint64_t target)
+{
+    int rc = flush_wait(wal, target);
+
+    pthread_mutex_lock(&wal->mutex);
+    return rc;
 }
 
 int wal_flush_to(struct wal *wal, uint64_t lsn)
@@ -257,8 +315,7 @@ int wal_flush_to(struct wal *wal, uint64_t lsn)
     pthread_mutex_lock(&wal->mutex);
     if (lsn > wal->end_lsn)
         lsn = wal->end_lsn;
-    rc = flush_locked(wal, lsn);
-    pthread_mutex_unlock(&wal->mutex);
+    rc = flush_wait(wal, lsn);
     return rc;
 }
 
@@ -267,8 +324,7 @@ int wal_sync(struct wal *wal)
     int rc;
 
     pthread_mutex_lock(&wal->mutex);
-    rc = flush_locked(wal, wal->end_lsn);
-    pthread_mutex_unlock(&wal->mutex);
+    rc = flush_wait(wal, wal->end_lsn);
     return rc;
 }
 
@@ -395,7 +451,6 @@ void wal_fail(struct wal *wal, int rc)
 {
     pthread_mutex_lock(&wal->mutex);
     wal_set_error(wal, rc != DKV_OK ? rc : DKV_ERR_IO);
-    pthread_cond_broadcast(&wal->flush_cv);
     pthread_cond_broadcast(&wal->space_cv);
     pthread_mutex_unlock(&wal->mutex);
 }
@@ -421,8 +476,7 @@ int wal_commit_done_flush(struct wal *wal, uint64_t start_lsn, uint64_t lsn)
 
     pthread_mutex_lock(&wal->mutex);
     commit_done_locked(wal, start_lsn);
-    rc = flush_locked(wal, lsn < wal->end_lsn ? lsn : wal->end_lsn);
-    pthread_mutex_unlock(&wal->mutex);
+    rc = flush_wait(wal, lsn < wal->end_lsn ? lsn : wal->end_lsn);
     return rc;
 }
 
@@ -623,7 +677,6 @@ static int init_state(struct wal *wal, const struct wal_config *cfg)
     pthread_mutex_init(&wal->mutex, NULL);
     pthread_mutex_init(&wal->ckpt_lock, NULL);
     pthread_mutex_init(&wal->bg_lock, NULL);
-    pthread_cond_init(&wal->flush_cv, NULL);
     pthread_cond_init(&wal->space_cv, NULL);
     pthread_cond_init(&wal->gather_cv, NULL);
     pthread_cond_init(&wal->bg_cv, NULL);
@@ -643,7 +696,6 @@ static void free_state(struct wal *wal)
     pthread_cond_destroy(&wal->bg_cv);
     pthread_cond_destroy(&wal->space_cv);
     pthread_cond_destroy(&wal->gather_cv);
-    pthread_cond_destroy(&wal->flush_cv);
     pthread_mutex_destroy(&wal->bg_lock);
     pthread_mutex_destroy(&wal->ckpt_lock);
     pthread_mutex_destroy(&wal->mutex);

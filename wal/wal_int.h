@@ -26,7 +26,6 @@ struct wal {
 
     /* Appending: mutex.  LSN L lives at buf[L % buf_size]. */
     pthread_mutex_t   mutex;
-    pthread_cond_t    flush_cv;       /* durable_lsn moved or leader left    */
     pthread_cond_t    space_cv;       /* buffer or log space was freed       */
     pthread_cond_t    gather_cv;      /* a committer joined the wait         */
     unsigned char    *buf;
@@ -46,13 +45,18 @@ struct wal {
     uint64_t          split_lsn;
     uint64_t          unmarked_old, unmarked_new;
     int               leader;         /* a thread is writing the log         */
-    /* Group commit (W3): threads waiting for durability that no finished
-       round has covered yet (a leader gathers by this count, so threads
-       already served but not yet running do not count), the size of the
-       last group, and the mean write+sync time. */
-    unsigned          flush_waiters, last_group;
-    uint64_t          rounds_taken;   /* leaders that took a group so far    */
-    unsigned          taken_waiters;  /* waiters the round in flight covers  */
+    /* Group commit (W3): threads waiting for durability that no round has
+       taken yet (a leader gathers by this count, so threads already served
+       but not yet running do not count), the size of the last group, and
+       the mean write+sync time.  Followers sleep on round_seq, not on the
+       mutex, and leave without it once durable_lsn (atomic) covers them. */
+    /* (rounds taken so far << 32) | waiters no round has taken yet: one
+       word, so that a waiter leaving without the mutex and a leader
+       taking the count agree on who subtracts whom.  Atomic. */
+    uint64_t          wait_state;
+    uint32_t          taken_waiters;  /* waiters the round in flight covers  */
+    uint32_t          round_seq;      /* bumped when a round ends (a futex)  */
+    unsigned          last_group;
     uint64_t          sync_us_avg;
     int               error;          /* sticky DKV_ERR_* (W8)               */
     int               ready;          /* recovery ran                        */
