@@ -143,13 +143,20 @@ static int open_space_and_log(struct store *s, const char *dir)
     snprintf(path, sizeof(path), "%s/data.dkv", dir);
     if (rc == DKV_OK)
         rc = space_open(path, &sc, s->ctx, &s->sp);
-    if (rc == DKV_OK && s->cfg.torn_pages != STORE_TORN_PAGE_IMAGES) {
+    snprintf(path, sizeof(path), "%s/doublewrite.dkv", dir);
+    /* The copies are restored whatever this open's choice: the last one
+       may have written pages through the file. */
+    if (rc == DKV_OK && (s->cfg.torn_pages != STORE_TORN_PAGE_IMAGES ||
+                         access(path, F_OK) == 0)) {
         unsigned restored = 0;
-        snprintf(path, sizeof(path), "%s/doublewrite.dkv", dir);
         rc = dblwr_open(path, space_page_size(s->sp), s->cfg.direct, s->ctx, &s->dw);
         if (rc == DKV_OK)
             rc = dblwr_restore(s->dw, s->sp, s->ctx, &restored);
         s->torn_restored = restored;
+        if (s->cfg.torn_pages == STORE_TORN_PAGE_IMAGES) {
+            dblwr_close(s->dw);
+            s->dw = NULL;
+        }
     }
     snprintf(path, sizeof(path), "%s/redo.log", dir);
     if (rc == DKV_OK)

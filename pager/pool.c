@@ -307,7 +307,9 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
 
     for (;;) {
         f = lru_get_victim(pool);
-        if (atomic_load(&pool->free_count) < pool->free_reserve)
+        /* Below half the reserve, the cleaner refills it whole: one wake-up
+           per reserve/2 frames taken, not one per miss. */
+        if (atomic_load(&pool->free_count) < pool->free_reserve / 2)
             pool_wake_cleaner(pool);
         if (f != NULL)
             break;
@@ -574,7 +576,7 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
     }
     if (k > 0)
         submit_reads(pool, slot, batch, k);
-    if (atomic_load(&pool->free_count) < pool->free_reserve)
+    if (atomic_load(&pool->free_count) < pool->free_reserve / 2)
         pool_wake_cleaner(pool);
     return DKV_OK;
 }

@@ -202,6 +202,7 @@ static void gather_group(struct wal *wal)
                                                                 : WAL_GATHER_MAX_US);
     struct timespec ts;
 
+    wal->gather_want = wal->last_group;
     while (waiters_untaken(wal) < wal->last_group && wal_now_us() < until) {
         uint64_t left = until - wal_now_us();
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -210,6 +211,7 @@ static void gather_group(struct wal *wal)
         ts.tv_nsec %= 1000000000;
         pthread_cond_timedwait(&wal->gather_cv, &wal->mutex, &ts);
     }
+    wal->gather_want = 0;
     wal->last_group = waiters_untaken(wal);
 }
 
@@ -268,6 +270,7 @@ static int flush_wait(struct wal *wal, uint64_t target)
 {
     unsigned rounds = 0;
     uint32_t entered, seq;
+    uint64_t st;
     int rc;
 
     if (wal->durable_lsn >= target || wal->error != 0) {
@@ -275,8 +278,12 @@ static int flush_wait(struct wal *wal, uint64_t target)
         pthread_mutex_unlock(&wal->mutex);
         return rc;
     }
-    entered = (uint32_t)(__atomic_fetch_add(&wal->wait_state, 1, __ATOMIC_ACQ_REL) >> 32);
-    pthread_cond_signal(&wal->gather_cv);
+    st = __atomic_fetch_add(&wal->wait_state, 1, __ATOMIC_ACQ_REL);
+    entered = (uint32_t)(st >> 32);
+    /* Wake a gathering leader once, when its group is complete, not at
+       every joiner: each wake-up is a context switch it does not need. */
+    if (wal->gather_want != 0 && (uint32_t)st + 1 >= wal->gather_want)
+        pthread_cond_signal(&wal->gather_cv);
     for (;;) {                                  /* the mutex is held here */
         if (wal->durable_lsn >= target || wal->error != 0) {
             pthread_mutex_unlock(&wal->mutex);

@@ -57,6 +57,8 @@ struct wal {
     uint32_t          taken_waiters;  /* waiters the round in flight covers  */
     uint32_t          round_seq;      /* bumped when a round ends (a futex)  */
     unsigned          last_group;
+    unsigned          gather_want;    /* a gathering leader waits for this
+                                         many untaken waiters (0: none)    */
     uint64_t          sync_us_avg;
     int               error;          /* sticky DKV_ERR_* (W8)               */
     int               ready;          /* recovery ran                        */

@@ -592,6 +592,26 @@ static void test_dblwr_torn_header_restored(void **state)
     assert_int_equal(alloc_page(fx), q + 1);
 }
 
+/* A store that wrote through the doublewrite file and is reopened with
+   page images after a crash still gets its torn pages restored. */
+static void test_dblwr_restored_when_switching_to_images(void **state)
+{
+    struct fx *fx = *state;
+    uint32_t p;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    put(fx, p, 100, key_of(p, 1), 2000, SYNC_END);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);
+    fx_crash(fx);
+    damage(fx, (uint64_t)p * PS + PS / 2, PS / 2);
+    fx->cfg.torn_pages = STORE_TORN_PAGE_IMAGES;
+    fx_open(fx);
+    assert_int_equal(store_torn_restored(fx->s), 1);
+    assert_null(store_dblwr(fx->s));
+    expect(fx, p, 100, key_of(p, 1), 2000);
+}
+
 /* Damage that is not a torn write is reported, not hidden: here the
    doublewrite file holds only a stale copy of the page (older than the
    LSN in the damaged page's first sector), which must not be used. */
@@ -861,6 +881,7 @@ int main(void)
         T(test_unfinished_unit_page_not_written),
         T(test_dblwr_torn_page_restored),
         T(test_dblwr_torn_header_restored),
+        T(test_dblwr_restored_when_switching_to_images),
         T(test_dblwr_stale_copy_not_used),
         T(test_dblwr_damaged_file),
         T(test_discarded_unit_stays_discarded),
