@@ -143,6 +143,11 @@ void lru_touch(struct pool *pool, struct frame *f)
 
     if (!atomic_load(&f->in_lru))
         return;
+    /* Nothing evicted yet (warming up, or everything fits): the order of
+       the list matters to no one, so a hit moves nothing and takes no
+       lock (InnoDB: freed_page_clock == 0). */
+    if (atomic_load(&pool->evict_clock) == 0)
+        return;
     if (!atomic_load(&f->old)) {
         /* P6c: young and within the first quarter of the young part. */
         uint64_t young_len = atomic_load(&pool->lru_len) - atomic_load(&pool->old_len);
