@@ -149,7 +149,8 @@ static int open_space_and_log(struct store *s, const char *dir)
     if (rc == DKV_OK && (s->cfg.torn_pages != STORE_TORN_PAGE_IMAGES ||
                          access(path, F_OK) == 0)) {
         unsigned restored = 0;
-        rc = dblwr_open(path, space_page_size(s->sp), s->cfg.direct, s->ctx, &s->dw);
+        rc = dblwr_open(path, space_page_size(s->sp), s->cfg.direct,
+                        space_created(s->sp), s->ctx, &s->dw);
         if (rc == DKV_OK)
             rc = dblwr_restore(s->dw, s->sp, s->ctx, &restored);
         s->torn_restored = restored;
@@ -268,7 +269,7 @@ int store_commit(struct store *s, struct pool_mtr *m, int flags)
         /* The pages hold changes the log does not: they must never reach
            the disk, and an unfinished unit could never end.  The store
            fails for good (E4); reopening recovers the last durable state. */
-        rc = rc == WAL_RETRY ? DKV_ERR_BUSY : rc;
+        rc = rc == WAL_RETRY ? DKV_ERR_IO : rc;      /* cannot happen: 1000 moves */
         wal_fail(s->wal, rc);
         pool_mtr_abandon(m);
         return rc;

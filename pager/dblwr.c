@@ -32,8 +32,12 @@
 
 #include "dkv.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DBLWR_HDR          4096u
 #define DBLWR_VERSION      1u
@@ -98,6 +102,20 @@ static int write_header(struct dblwr *dw, struct io_ctx *ctx)
     return rc;
 }
 
+/* check_header: the file's creation never finished (a crash between the
+   zero fill and the header's sync): no copy can be in it. */
+#define DBLWR_UNFINISHED 1
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
 static int check_header(struct dblwr *dw, struct io_ctx *ctx)
 {
     unsigned char *h = io_buf_alloc(DBLWR_HDR, DBLWR_HDR);
@@ -107,7 +125,9 @@ static int check_header(struct dblwr *dw, struct io_ctx *ctx)
         return DKV_ERR_NOMEM;
     rc = transfer(ctx, dw->file, IO_READ, h, DBLWR_HDR, 0);
     if (rc == DKV_ERR_IO && (uint64_t)io_file_size(dw->file) < DBLWR_HDR)
-        rc = PAGER_CORRUPT(0, "doublewrite file truncated");
+        rc = DBLWR_UNFINISHED;          /* cut short while being created */
+    if (rc == DKV_OK && all_zero(h, DBLWR_HDR))
+        rc = DBLWR_UNFINISHED;          /* zero-filled, header never written */
     if (rc == DKV_OK && memcmp(h + DH_OFF_MAGIC, DBLWR_MAGIC, 8) != 0)
         rc = PAGER_CORRUPT(0, "not a doublewrite file (bad magic)");
     if (rc == DKV_OK && load_le32(h + DH_OFF_CRC) != crc32c(0, h + 4, DBLWR_HDR - 4))
@@ -119,12 +139,37 @@ static int check_header(struct dblwr *dw, struct io_ctx *ctx)
                          load_le32(h + DH_OFF_SEG_PAGES) != DBLWR_SEGMENT_PAGES))
         rc = PAGER_CORRUPT(0, "doublewrite file laid out for another page size");
     if (rc == DKV_OK && (uint64_t)io_file_size(dw->file) < file_bytes(dw->page_size))
-        rc = PAGER_CORRUPT(0, "doublewrite file truncated");
+        rc = DBLWR_UNFINISHED;          /* the zero fill was cut short */
     io_buf_free(h, DBLWR_HDR);
     return rc;
 }
 
-int dblwr_open(const char *path, uint32_t page_size, int direct,
+/* Makes a new file's directory entry durable: without it a power cut
+   could lose the file, and every copy with it. */
+static int sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    char *slash;
+    int fd, rc = DKV_OK;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return io_errno_rc(errno);
+    if (fsync(fd) != 0)
+        rc = io_errno_rc(errno);
+    close(fd);
+    return rc;
+}
+
+int dblwr_open(const char *path, uint32_t page_size, int direct, int reset,
                struct io_ctx *ctx, struct dblwr **dwp)
 {
     struct dblwr *dw;
@@ -142,8 +187,12 @@ int dblwr_open(const char *path, uint32_t page_size, int direct,
     if (fresh)
         rc = io_file_open(path, IO_OPEN_CREATE | (direct ? IO_OPEN_DIRECT : 0),
                           &dw->file);
-    if (rc == DKV_OK)
-        rc = fresh ? write_header(dw, ctx) : check_header(dw, ctx);
+    if (rc == DKV_OK && !fresh && !reset)
+        rc = check_header(dw, ctx);
+    if (rc == DBLWR_UNFINISHED || (rc == DKV_OK && (fresh || reset)))
+        rc = write_header(dw, ctx);
+    if (rc == DKV_OK && fresh)
+        rc = sync_parent_dir(path);
     if (rc != DKV_OK) {
         dblwr_close(dw);
         return rc;
@@ -231,7 +280,7 @@ int dblwr_restore(struct dblwr *dw, struct space *sp, struct io_ctx *ctx,
            number is this page's (or 0, never written) and its LSN is at
            most the copy's.  Anything else is damage of another kind, which
            a stale copy must not hide: the page stays corrupt. */
-        if ((page_no(page) != no && page_lsn(page) != 0) ||
+        if ((page_no(page) != no && !(page_no(page) == 0 && page_lsn(page) == 0)) ||
             page_lsn(page) > page_lsn(copy))
             continue;
         memcpy(page, copy, ps);

@@ -124,6 +124,8 @@ int  space_header_load_fields(struct space *sp, const void *page);
 /* 1 when page 0 failed its checksum at open with allow_torn_header set:
    recovery must restore it from the log. */
 int  space_header_torn(const struct space *sp);
+/* 1 when space_open created the file (it did not exist or was empty). */
+int  space_created(const struct space *sp);
 /* Stamps and writes page 0 from the in-memory header (not synced). */
 int  space_write_header(struct space *sp, struct io_ctx *ctx);
 /* Reads and verifies one page, synchronously (cold paths and tests). */
@@ -144,10 +146,13 @@ int  space_write_page(struct space *sp, struct io_ctx *ctx, uint64_t page_no,
 struct dblwr;
 
 /* Opens the doublewrite file at path for pages of page_size bytes,
-   creating it (zero-filled: later writes need no metadata) when missing.
-   Header I/O through ctx.  DKV_ERR_CORRUPT for a damaged header or one laid
-   out for another page size. */
-int  dblwr_open(const char *path, uint32_t page_size, int direct,
+   creating it (zero-filled: later writes need no metadata; its directory
+   synced) when missing, and laying it out afresh - no copies - when reset
+   (a data file created at this open: old copies belong to another
+   database) or when its creation never finished.  Header I/O through ctx.
+   DKV_ERR_CORRUPT for a damaged header or one laid out for another page
+   size. */
+int  dblwr_open(const char *path, uint32_t page_size, int direct, int reset,
                 struct io_ctx *ctx, struct dblwr **dwp);
 void dblwr_close(struct dblwr *dw);
 /* Before the pool opens and redo runs: every page of sp that fails its

@@ -309,7 +309,7 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
         f = lru_get_victim(pool);
         /* Below half the reserve, the cleaner refills it whole: one wake-up
            per reserve/2 frames taken, not one per miss. */
-        if (atomic_load(&pool->free_count) < pool->free_reserve / 2)
+        if (atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2)
             pool_wake_cleaner(pool);
         if (f != NULL)
             break;
@@ -451,9 +451,12 @@ static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
         pthread_mutex_unlock(&part->lock);
         if (rc == DKV_OK)
             break;
-        frame_unpin(pool, got);
-        if (rc == DKV_ERR_IO && atomic_load(&got->state) == FRAME_READING)
-            return rc;                  /* the read never finished */
+        {
+            int stuck = rc == DKV_ERR_IO && atomic_load(&got->state) == FRAME_READING;
+            frame_unpin(pool, got);
+            if (stuck)
+                return rc;              /* the read never finished */
+        }
     }
     prepare_read(pool, got);
     /* Nobody may hold a page that is being created or overwritten whole
@@ -576,7 +579,7 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
     }
     if (k > 0)
         submit_reads(pool, slot, batch, k);
-    if (atomic_load(&pool->free_count) < pool->free_reserve / 2)
+    if (atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2)
         pool_wake_cleaner(pool);
     return DKV_OK;
 }

@@ -30,6 +30,7 @@ struct space {
     uint64_t            capacity;       /* pages the file has room for     */
     int                 read_only;
     int                 header_torn;    /* page 0 awaits recovery          */
+    int                 created;        /* laid out by this open           */
     struct space_header hdr;
     unsigned char      *hdr_buf;        /* one aligned page for page 0      */
 };
@@ -132,6 +133,11 @@ int space_header_torn(const struct space *sp)
     return sp->header_torn;
 }
 
+int space_created(const struct space *sp)
+{
+    return sp->created;
+}
+
 /* Reads page 0 of an existing file: the page size first (it is in the
    first 4 KiB whatever the page size), then the whole page. */
 static int load_header(struct space *sp, struct io_ctx *ctx, uint32_t want,
@@ -232,6 +238,7 @@ int space_open(const char *path, const struct space_config *cfg,
     sp->read_only = cfg->read_only;
     sp->hdr_buf = io_buf_alloc(PAGE_SIZE_MAX, PAGE_SIZE_MIN);
     rc = sp->hdr_buf ? open_file(path, cfg, sp, &fresh) : DKV_ERR_NOMEM;
+    sp->created = fresh;
     if (rc == DKV_OK)
         rc = fresh ? create_header(sp, ctx, cfg->page_size)
                    : load_header(sp, ctx, cfg->page_size,

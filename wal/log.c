@@ -415,8 +415,9 @@ static int make_room(struct wal *wal, uint64_t need)
 
 int wal_free_check(struct wal *wal)
 {
-    uint64_t lsn = __atomic_load_n(&wal->lsn, __ATOMIC_RELAXED);
-    uint64_t ckpt = __atomic_load_n(&wal->checkpoint_lsn, __ATOMIC_RELAXED);
+    /* The checkpoint first: a newer one read after lsn would hide use. */
+    uint64_t ckpt = __atomic_load_n(&wal->checkpoint_lsn, __ATOMIC_ACQUIRE);
+    uint64_t lsn = __atomic_load_n(&wal->lsn, __ATOMIC_ACQUIRE);
     int rc;
 
     /* The common case without the mutex: the log has room (lsn and the

@@ -328,6 +328,10 @@ static int cut_end_block(struct wal *wal, uint64_t end)
         return DKV_OK;                  /* nothing of the unit in this block */
     pthread_mutex_lock(&wal->io_lock);
     rc = wal_io(wal, IO_READ, p, LOG_BLOCK, wal_file_off(wal, end));
+    /* Pass 1 read this block whole; anything else now is not ours to cut. */
+    if (rc == DKV_OK && (load_le32(p + LB_OFF_CRC) != crc32c(0, p + 4, LOG_BLOCK - 4) ||
+                         load_le64(p + LB_OFF_LSN) != wal_block_of(end)))
+        rc = DKV_ERR_IO;
     if (rc == DKV_OK && load_le16(p + LB_OFF_DATA_END) > off) {
         store_le16(p + LB_OFF_DATA_END, (uint16_t)off);
         if (load_le16(p + LB_OFF_FIRST_MTR) >= off)

@@ -642,35 +642,106 @@ static void test_dblwr_stale_copy_not_used(void **state)
     expect(fx, q, 100, key_of(q, 1), 2000);
 }
 
-/* A torn copy in the doublewrite file (the power cut hit the copy, so the
-   page itself was never written) is ignored; a damaged header of the file
-   refuses the open with DKV_ERR_CORRUPT and leaves the data as it was. */
+/* Byte offset of doublewrite slot i (4 KiB header, then the slots). */
+#define DW_SLOT(i) (4096u + (uint64_t)(i) * PS)
+
+static int dw_fd(struct fx *fx)
+{
+    char path[256];
+    int fd;
+
+    test_dir_file(&fx->dir, "doublewrite.dkv", path, sizeof(path));
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+/* A torn copy is never used: here both the page in place and its only
+   copy are torn (slot 1: the batch was [page 0, p]); the page stays
+   corrupt, reported, and nothing else is touched.  A damaged header of
+   the file refuses the open with DKV_ERR_CORRUPT. */
 static void test_dblwr_damaged_file(void **state)
 {
     struct fx *fx = *state;
     unsigned char junk[PS];
-    char path[256];
-    uint32_t p;
+    struct frame *f;
+    uint32_t p, q;
     int fd;
 
+    fx->cfg.cleaner_threads = POOL_NO_CLEANER;    /* one batch, segment 0 */
     fx_open(fx);
     p = alloc_page(fx);
     put(fx, p, 100, key_of(p, 1), 2000, SYNC_END);
-    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);          /* [0, p] */
+    q = alloc_page(fx);
+    put(fx, q, 100, key_of(q, 1), 100, SYNC_END);        /* log after it */
     fx_crash(fx);
     memset(junk, 0x5A, sizeof(junk));
-    test_dir_file(&fx->dir, "doublewrite.dkv", path, sizeof(path));
-    fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, junk, PS / 2, 4096 + PS / 2), PS / 2);  /* slot 0 */
+    fd = dw_fd(fx);
+    assert_int_equal(pwrite(fd, junk, PS / 2, DW_SLOT(1) + PS / 2), PS / 2);
+    damage(fx, (uint64_t)p * PS + PS / 2, PS / 2);
     fx_open(fx);
     assert_int_equal(store_torn_restored(fx->s), 0);
-    expect(fx, p, 100, key_of(p, 1), 2000);
+    assert_rc(pool_fix(store_pool(fx->s), p, POOL_S, 0, &f), DKV_ERR_CORRUPT);
+    expect(fx, q, 100, key_of(q, 1), 100);
     fx_crash(fx);
     assert_int_equal(pwrite(fd, junk, 64, 0), 64);                     /* header */
     close(fd);
     assert_rc(store_open(fx->dir.path, &fx->cfg, &fx->s, NULL), DKV_ERR_CORRUPT);
     fx->s = NULL;
+}
+
+/* A doublewrite file whose creation never finished (zero-filled, no
+   header: a crash between the fill and the header's sync) is laid out
+   again at open, not refused. */
+static void test_dblwr_unfinished_creation(void **state)
+{
+    struct fx *fx = *state;
+    unsigned char zero[4096] = { 0 };
+    uint32_t p;
+    int fd;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    put(fx, p, 100, key_of(p, 1), 100, SYNC_END);
+    fx_crash(fx);
+    fd = dw_fd(fx);
+    assert_int_equal(pwrite(fd, zero, sizeof(zero), 0), (ssize_t)sizeof(zero));
+    close(fd);
+    fx_open(fx);
+    expect(fx, p, 100, key_of(p, 1), 100);
+    fx_close(fx);
+    fx_open(fx);                                  /* and the header is back */
+    expect(fx, p, 100, key_of(p, 1), 100);
+}
+
+/* Copies left by another database (data and log deleted, the doublewrite
+   file kept) are not restored into a new one: creating the data file lays
+   the doublewrite file out afresh. */
+static void test_dblwr_reset_with_new_data_file(void **state)
+{
+    struct fx *fx = *state;
+    char path[256];
+    uint32_t p, p2;
+
+    fx_open(fx);
+    p = alloc_page(fx);
+    put(fx, p, 100, key_of(p, 1), 2000, SYNC_END);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);    /* p's copy, high LSN */
+    fx_close(fx);
+    test_dir_file(&fx->dir, "data.dkv", path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    test_dir_file(&fx->dir, "redo.log", path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    fx_open(fx);                                   /* a new database */
+    p2 = alloc_page(fx);
+    assert_int_equal(p2, p);
+    put(fx, p2, 100, key_of(p2, 7), 100, SYNC_END);
+    fx_crash(fx);
+    damage(fx, (uint64_t)p2 * PS + PS / 2, PS / 2);
+    fx_open(fx);                 /* no copy of the new p: nothing restored */
+    assert_int_equal(store_torn_restored(fx->s), 0);
+    expect(fx, p2, 100, key_of(p2, 7), 100);       /* redo: from the log */
 }
 
 /* ---- commit units ---------------------------------------------------------------------- */
@@ -884,6 +955,8 @@ int main(void)
         T(test_dblwr_restored_when_switching_to_images),
         T(test_dblwr_stale_copy_not_used),
         T(test_dblwr_damaged_file),
+        T(test_dblwr_unfinished_creation),
+        T(test_dblwr_reset_with_new_data_file),
         T(test_discarded_unit_stays_discarded),
         T(test_failed_commit_fails_store),
         T(test_small_log_checkpoints_and_wraps),
