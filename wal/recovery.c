@@ -11,11 +11,14 @@
  * applies the records in log order through the caller's function, which
  * skips a change its page already has (the page LSN), so replaying twice -
  * a crash during recovery - is harmless.
- * Finally the tail after the last unit is cut off - the block holding its
- * end is rewritten to end there, the blocks after it are overwritten with
- * zeros - so that neither an unfinished unit nor a stale block can later
- * pass for a continuation of the stream; appending resumes at the next
- * block.
+ * Finally the blocks after the one holding the last unit's end are
+ * overwritten with zeros, so that no stale block can later pass for a
+ * continuation of the stream, and appending resumes at the next block,
+ * marked LB_FLAG_RESTART: MTRs of the unfinished unit may still lie in the
+ * end block (nothing acknowledged is ever rewritten), and a later recovery
+ * drops them again when it meets the mark - an MTR that runs into a
+ * restart block was cut there, and the MTRs between the last commit mark
+ * and the mark are skipped (struct skips) in pass 2.
  */
 #include "wal_int.h"
 
@@ -107,8 +110,19 @@ static int seek_mtr(struct reader *r)
     return 0;
 }
 
-/* Copies n bytes of the stream from pos; 0 if the stream ends first. */
-static int read_stream(struct reader *r, unsigned char *dst, size_t n)
+static int block_restarts(const unsigned char *p)
+{
+    return (load_le32(p + LB_OFF_FLAGS) & LB_FLAG_RESTART) != 0;
+}
+
+enum { STREAM_END = 0, STREAM_OK = 1, STREAM_RESTART = 2 };
+
+/* Copies n bytes of the stream from pos, for an MTR that started in block
+   start_block.  STREAM_END if the stream ends first; STREAM_RESTART if
+   the MTR runs into a block where appending resumed after a recovery: it
+   was cut there (pos is left at that block's first MTR). */
+static int read_stream(struct reader *r, unsigned char *dst, size_t n,
+                       uint64_t start_block)
 {
     while (n > 0) {
         uint64_t b = wal_block_of(r->pos);
@@ -121,8 +135,14 @@ static int read_stream(struct reader *r, unsigned char *dst, size_t n)
             continue;
         }
         p = get_block(r, b);
-        if (p == NULL || off >= load_le16(p + LB_OFF_DATA_END))
-            return 0;
+        if (p == NULL)
+            return STREAM_END;
+        if (b != start_block && block_restarts(p)) {
+            r->pos = b + LB_HDR;
+            return STREAM_RESTART;
+        }
+        if (off >= load_le16(p + LB_OFF_DATA_END))
+            return STREAM_END;
         k = load_le16(p + LB_OFF_DATA_END) - off;
         k = k < n ? k : n;
         memcpy(dst, p + off, k);
@@ -130,44 +150,98 @@ static int read_stream(struct reader *r, unsigned char *dst, size_t n)
         n -= k;
         r->pos += k;
     }
-    return 1;
+    return STREAM_OK;
 }
 
 struct mtr_view {
     uint64_t       start_lsn, end_lsn;
     int            flags;
+    int            restart;             /* starts a block marked RESTART   */
     unsigned char *body;
     uint32_t       len;
 };
 
-/* Reads the next whole MTR into *body (grown as needed); 0 at the end. */
+/* Reads the next whole MTR into *body (grown as needed).  STREAM_END at
+   the end; STREAM_RESTART when an MTR was cut by a restart block (pos is
+   then at that block's first MTR; call again). */
 static int next_mtr(struct reader *r, unsigned char **body, size_t *cap,
                     struct mtr_view *m)
 {
     unsigned char hdr[MTR_HDR];
+    uint64_t sb;
+    int st;
 
     if (!seek_mtr(r))
-        return 0;
+        return STREAM_END;
     m->start_lsn = r->pos;
-    if (!read_stream(r, hdr, MTR_HDR))
-        return 0;
+    sb = wal_block_of(r->pos);
+    m->restart = 0;
+    if (r->pos % LOG_BLOCK == LB_HDR) {
+        const unsigned char *p = get_block(r, sb);
+        m->restart = p != NULL && block_restarts(p);
+    }
+    st = read_stream(r, hdr, MTR_HDR, sb);
+    if (st != STREAM_OK)
+        return st;
     m->len = load_le32(hdr + MTR_OFF_LEN);
     m->flags = hdr[MTR_OFF_FLAGS];
     if (m->len == 0 || m->len > MTR_BODY_MAX)
-        return 0;
+        return STREAM_END;
     if (m->len > *cap) {
         unsigned char *grown = realloc(*body, m->len);
         if (grown == NULL)
-            return 0;
+            return STREAM_END;
         *body = grown;
         *cap = m->len;
     }
-    if (!read_stream(r, *body, m->len) ||
-        crc32c(0, *body, m->len) != load_le32(hdr + MTR_OFF_CRC))
-        return 0;
+    st = read_stream(r, *body, m->len, sb);
+    if (st != STREAM_OK)
+        return st;
+    if (crc32c(0, *body, m->len) != load_le32(hdr + MTR_OFF_CRC))
+        return STREAM_END;
     m->body = *body;
     m->end_lsn = r->pos;
-    return 1;
+    return STREAM_OK;
+}
+
+/* LSN ranges [from, to) holding MTRs of units that an earlier recovery
+   dropped (found again at restart blocks): never applied. */
+struct skips {
+    uint64_t *from, *to;
+    unsigned  n, cap;
+    int       nomem;
+};
+
+static void skip_add(struct skips *sk, uint64_t from, uint64_t to)
+{
+    if (from >= to)
+        return;
+    if (sk->n == sk->cap) {
+        unsigned cap = sk->cap ? 2 * sk->cap : 8;
+        uint64_t *f = realloc(sk->from, cap * sizeof(*f));
+        uint64_t *t = f ? realloc(sk->to, cap * sizeof(*t)) : NULL;
+        if (f)
+            sk->from = f;
+        if (t == NULL) {
+            sk->nomem = 1;
+            return;
+        }
+        sk->to = t;
+        sk->cap = cap;
+    }
+    sk->from[sk->n] = from;
+    sk->to[sk->n] = to;
+    sk->n++;
+}
+
+static int skipped(const struct skips *sk, uint64_t lsn)
+{
+    unsigned i;
+
+    for (i = 0; i < sk->n; i++)
+        if (lsn >= sk->from[i] && lsn < sk->to[i])
+            return 1;
+    return 0;
 }
 
 /* ---- the two passes ---------------------------------------------------------------- */
@@ -256,33 +330,56 @@ static int queue_mtr(struct replay *rp, const struct mtr_view *m)
     return rc;
 }
 
-/* Pass 1: the end of the last commit unit, and where the stream ends. */
+/* Pass 1: the end of the last commit unit, where the stream ends, and the
+   ranges of units dropped by earlier recoveries (skips). */
 static void find_end(struct reader *r, struct wal_recovery *out,
-                     uint64_t *stream_end, unsigned char **body, size_t *cap)
+                     uint64_t *stream_end, unsigned char **body, size_t *cap,
+                     struct skips *sk)
 {
+    uint64_t committed = r->pos;        /* end of the last unit so far */
+    unsigned pending = 0;
     struct mtr_view m;
+    int st;
 
     out->end_lsn = 0;
-    while (next_mtr(r, body, cap, &m)) {
+    while ((st = next_mtr(r, body, cap, &m)) != STREAM_END) {
+        if (st == STREAM_RESTART || m.restart) {
+            /* Appending resumed here after a recovery: what followed the
+               last unit before it was dropped then, and stays dropped. */
+            uint64_t b = st == STREAM_RESTART ? wal_block_of(r->pos)
+                                              : wal_block_of(m.start_lsn);
+            if (pending > 0 || st == STREAM_RESTART)
+                skip_add(sk, committed, b);
+            pending = 0;
+            out->discarded_mtrs = 0;
+            if (st == STREAM_RESTART)
+                continue;
+        }
         if (m.flags & MTR_FLAG_COMMIT) {
-            out->end_lsn = m.end_lsn;
+            out->end_lsn = committed = m.end_lsn;
+            pending = 0;
             out->discarded_mtrs = 0;
         } else {
+            pending++;
             out->discarded_mtrs++;
         }
     }
     *stream_end = r->pos;
 }
 
-/* Pass 2: replays [checkpoint, end_lsn). */
+/* Pass 2: replays [checkpoint, end_lsn), but for the skips. */
 static int replay(struct reader *r, struct replay *rp, uint64_t end_lsn,
-                  unsigned char **body, size_t *cap)
+                  unsigned char **body, size_t *cap, const struct skips *sk)
 {
     struct mtr_view m;
-    int rc = DKV_OK;
+    int rc = DKV_OK, st;
 
-    while (rc == DKV_OK && r->pos < end_lsn && next_mtr(r, body, cap, &m)) {
-        rc = queue_mtr(rp, &m);
+    while (rc == DKV_OK && r->pos < end_lsn &&
+           (st = next_mtr(r, body, cap, &m)) != STREAM_END) {
+        if (st == STREAM_RESTART)
+            continue;
+        if (!skipped(sk, m.start_lsn))
+            rc = queue_mtr(rp, &m);
         if (m.end_lsn >= end_lsn)
             break;
     }
@@ -313,37 +410,6 @@ static int erase_range(struct wal *wal, unsigned char *zeros, uint64_t from,
     return rc;
 }
 
-/* Cuts the block holding end (the end of the last unit) at end: MTRs of
-   an unfinished unit that follow in the same block would otherwise survive
-   the erase of the tail, and be replayed after the next unit ends - or
-   make that unit unreadable, since appending resumes at the next block.
-   The rewritten block keeps every byte before end. */
-static int cut_end_block(struct wal *wal, uint64_t end)
-{
-    unsigned off = (unsigned)(end % LOG_BLOCK);
-    unsigned char *p = wal->block;
-    int rc;
-
-    if (off <= LB_HDR)
-        return DKV_OK;                  /* nothing of the unit in this block */
-    pthread_mutex_lock(&wal->io_lock);
-    rc = wal_io(wal, IO_READ, p, LOG_BLOCK, wal_file_off(wal, end));
-    /* Pass 1 read this block whole; anything else now is not ours to cut. */
-    if (rc == DKV_OK && (load_le32(p + LB_OFF_CRC) != crc32c(0, p + 4, LOG_BLOCK - 4) ||
-                         load_le64(p + LB_OFF_LSN) != wal_block_of(end)))
-        rc = DKV_ERR_IO;
-    if (rc == DKV_OK && load_le16(p + LB_OFF_DATA_END) > off) {
-        store_le16(p + LB_OFF_DATA_END, (uint16_t)off);
-        if (load_le16(p + LB_OFF_FIRST_MTR) >= off)
-            store_le16(p + LB_OFF_FIRST_MTR, 0);
-        memset(p + off, 0, LOG_BLOCK - off);
-        store_le32(p + LB_OFF_CRC, crc32c(0, p + 4, LOG_BLOCK - 4));
-        rc = wal_io(wal, IO_WRITE, p, LOG_BLOCK, wal_file_off(wal, end));
-    }
-    pthread_mutex_unlock(&wal->io_lock);
-    return rc;
-}
-
 /* Where appending resumes: the block after the one holding x, unless x
    starts its block. */
 static uint64_t resume_block(uint64_t x)
@@ -356,6 +422,9 @@ static void resume_state(struct wal *wal, uint64_t block)
     pthread_mutex_lock(&wal->mutex);
     memset(wal->buf + block % wal->buf_size, 0, LB_HDR);
     store_le64(wal->buf + block % wal->buf_size + LB_OFF_LSN, block);
+    /* The MTRs of an unfinished unit may lie before this block: tell a
+       later recovery that they are not part of the stream (W2). */
+    store_le32(wal->buf + block % wal->buf_size + LB_OFF_FLAGS, LB_FLAG_RESTART);
     __atomic_store_n(&wal->lsn, block + LB_HDR, __ATOMIC_RELAXED);
     wal->end_lsn = wal->write_lsn = wal->durable_lsn = block;
     wal->unit_end_lsn = block;
@@ -370,6 +439,7 @@ int wal_recover(struct wal *wal, wal_apply_fn apply, wal_prefetch_fn prefetch,
 {
     struct wal_recovery scratch;
     struct reader r = { .wal = wal };
+    struct skips sk = { 0 };
     struct replay *rp = calloc(1, sizeof(*rp));
     unsigned char *body = NULL;
     uint64_t t0 = wal_now_us(), stream_end, block, erase_to;
@@ -391,9 +461,9 @@ int wal_recover(struct wal *wal, wal_apply_fn apply, wal_prefetch_fn prefetch,
     out->checkpoint_lsn = wal->checkpoint_lsn;
     r.start_block = wal_block_of(wal->checkpoint_lsn);
     r.pos = wal->checkpoint_lsn;
-    find_end(&r, out, &stream_end, &body, &cap);
-    if (r.io_error) {
-        rc = DKV_ERR_IO;
+    find_end(&r, out, &stream_end, &body, &cap, &sk);
+    if (r.io_error || sk.nomem) {
+        rc = r.io_error ? DKV_ERR_IO : DKV_ERR_NOMEM;
         goto out;
     }
     if (out->end_lsn == 0)
@@ -402,12 +472,10 @@ int wal_recover(struct wal *wal, wal_apply_fn apply, wal_prefetch_fn prefetch,
     resume_state(wal, block);
     r.pos = wal->checkpoint_lsn;
     r.chunk_len = 0;
-    rc = replay(&r, rp, out->end_lsn, &body, &cap);
+    rc = replay(&r, rp, out->end_lsn, &body, &cap, &sk);
     erase_to = (stream_end > block ? resume_block(stream_end) : block) + wal->buf_size;
     if (erase_to > r.start_block + wal->capacity)
         erase_to = r.start_block + wal->capacity;
-    if (rc == DKV_OK && !wal->cfg.read_only)
-        rc = cut_end_block(wal, out->end_lsn);
     if (rc == DKV_OK && !wal->cfg.read_only)
         rc = erase_range(wal, r.chunk, block, erase_to);
     out->scanned_bytes = r.bytes_read;
@@ -418,6 +486,8 @@ int wal_recover(struct wal *wal, wal_apply_fn apply, wal_prefetch_fn prefetch,
 out:
     out->elapsed_us = wal_now_us() - t0;
     free(body);
+    free(sk.from);
+    free(sk.to);
     if (rp)
         free(rp->arena);
     free(rp);

@@ -30,7 +30,10 @@
  *          padding (every log write ends a block, so acknowledged bytes are
  *          never rewritten: a torn write can only hit unacknowledged ones)
  *   18..19 first MTR: offset of the first MTR that starts here, or 0
- *   20..23 zero
+ *   20..23 flags: LB_FLAG_RESTART - appending resumed here after a
+ *          recovery; no MTR continues into this block, and the MTRs
+ *          between the last commit mark before it and this block belong
+ *          to a unit that never ended (recovery drops them)
  *   24..   the MTR stream
  *
  * An MTR in the stream (it may cross blocks; the 24-byte block headers are
@@ -81,7 +84,8 @@
 #define LB_OFF_LSN           8
 #define LB_OFF_DATA_END      16
 #define LB_OFF_FIRST_MTR     18
-#define LB_OFF_ZERO2         20
+#define LB_OFF_FLAGS         20
+#define LB_FLAG_RESTART      0x1u
 #define LB_HDR               24
 #define LB_PAYLOAD           (LOG_BLOCK - LB_HDR)
 

@@ -472,6 +472,37 @@ static void test_discarded_mtr_does_not_hide_next_unit(void **state)
     expect_applied(&fx->rec, m, 2);
 }
 
+/* Units dropped by two recoveries in a row, each followed by a unit that
+   does end: both dropped units stay dropped (two restart marks), the
+   ended ones are applied, in order. */
+static void test_two_dropped_units_stay_dropped(void **state)
+{
+    struct fx *fx = *state;
+    struct mtr_info m[4], d;
+    struct wal_recovery out;
+
+    fx_open_recover(fx, 1, &out);
+    commit_mtr(fx, &m[0], 1, 1, 100, WAL_UNIT_END);
+    commit_mtr(fx, &d, 2, 1, 100, 0);                  /* dropped unit 1 */
+    commit_mtr(fx, &d, 3, 1, 100, 0);
+    assert_rc(wal_sync(fx->wal), DKV_OK);
+    fx_close(fx);
+    fx_open_recover(fx, 0, &out);
+    assert_int_equal(out.discarded_mtrs, 2);
+    commit_mtr(fx, &m[1], 4, 1, 100, WAL_UNIT_END);
+    commit_mtr(fx, &d, 5, 1, 6000, 0);                 /* dropped unit 2 */
+    assert_rc(wal_sync(fx->wal), DKV_OK);
+    fx_close(fx);
+    fx_open_recover(fx, 0, &out);
+    assert_int_equal(out.discarded_mtrs, 1);
+    commit_mtr(fx, &m[2], 6, 1, 100, WAL_UNIT_END | WAL_SYNC);
+    fx_close(fx);
+    fx_open_recover(fx, 0, &out);
+    print_message("third recovery: %" PRIu64 " MTRs applied (expected 3)\n", out.mtrs);
+    assert_int_equal(out.discarded_mtrs, 0);
+    expect_applied(&fx->rec, m, 3);
+}
+
 static void test_apply_failure_fails_recovery(void **state)
 {
     struct fx *fx = *state;
@@ -849,6 +880,7 @@ int main(void)
         T(test_unit_of_several_mtrs_applied_whole),
         T(test_discarded_mtrs_stay_discarded),
         T(test_discarded_mtr_does_not_hide_next_unit),
+        T(test_two_dropped_units_stay_dropped),
         T(test_apply_failure_fails_recovery),
         T(test_corrupt_block_ends_log),
         T(test_corrupt_middle_block_ends_log),
