@@ -1,0 +1,112 @@
+/*
+ * node.h - one B+tree node in one page: a slotted page of sorted cells.
+ *
+ * Pure functions of the page bytes, deterministic, with no I/O and no
+ * latches: the tree calls them on a latched frame, and recovery calls the
+ * same functions to redo a logged node operation (insert at slot i, remove
+ * slot i, ...), so a redo record names the operation, not the bytes moved.
+ *
+ * Layout (after the common page header, pager/page_format.h):
+ *
+ *   24  u16 slot count         26  u8 level (0: leaf)   27  u8 zero
+ *   28  u32 cells start: the lowest cell offset (page size when empty)
+ *   32  u32 garbage: bytes of removed cells not yet compacted away
+ *   36  u32 right sibling page number (0: none)
+ *   40  u32 leftmost child (inner nodes: keys below the first separator)
+ *   44  u32 zero
+ *   48  slot array: u16 cell offsets, in key order; grows up
+ *   ...  free space ...
+ *   cells, packed against the end of the page; grow down:
+ *     leaf:  u16 key length | u32 value length | u8 flags | key | value
+ *            (NODE_VAL_OVERFLOW: the value lies in overflow pages and the
+ *            cell holds u32 first page | u64 total length instead)
+ *     inner: u16 key length | u32 child | key   (child: keys >= key)
+ *
+ * Keys compare with memcmp, the shorter first on a tie (dkv-api.md).
+ */
+#ifndef DKV_ENGINE_NODE_H
+#define DKV_ENGINE_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_OFF_COUNT      24
+#define NODE_OFF_LEVEL      26
+#define NODE_OFF_CELLS      28
+#define NODE_OFF_GARBAGE    32
+#define NODE_OFF_RIGHT      36
+#define NODE_OFF_LEFTMOST   40
+#define NODE_HEADER_SIZE    48
+#define NODE_SLOT_SIZE      2u
+
+#define NODE_LEAF_CELL_HDR  7u        /* klen 2, vlen 4, flags 1           */
+#define NODE_INNER_CELL_HDR 6u        /* klen 2, child 4                   */
+#define NODE_VAL_OVERFLOW   0x01u
+#define NODE_OVERFLOW_REF   12u       /* u32 first page, u64 length        */
+
+#define NODE_KEY_MAX        2048u     /* longest key a node accepts        */
+
+/* Orders two keys: memcmp, then the shorter first. */
+int      node_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Lays out an empty node of level (0: leaf) in page (its common header is
+   the caller's: page_init). */
+void     node_init(void *page, uint32_t page_size, unsigned level);
+
+unsigned node_count(const void *page);
+unsigned node_level(const void *page);
+uint32_t node_right(const void *page);
+void     node_set_right(void *page, uint32_t page_no);
+uint32_t node_leftmost(const void *page);
+void     node_set_leftmost(void *page, uint32_t page_no);
+
+/* The key of slot i (i < count); *klen its length. */
+const unsigned char *node_key(const void *page, unsigned i, size_t *klen);
+/* A leaf's value of slot i: bytes, length and flags (NODE_VAL_*). */
+const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,
+                                unsigned *flags);
+/* An inner node's child of slot i (keys >= key i). */
+uint32_t node_child(const void *page, unsigned i);
+/* The child of an inner node that holds key: the leftmost child, or the
+   child of the last separator <= key.  *slot: that separator's index + 1
+   (0 for the leftmost). */
+uint32_t node_child_for(const void *page, const void *key, size_t klen,
+                        unsigned *slot);
+
+/* The first slot whose key is >= key (count when none); *found: equal. */
+unsigned node_search(const void *page, const void *key, size_t klen, int *found);
+
+/* Bytes a cell takes in a node, its slot included. */
+size_t   node_leaf_cell_size(size_t klen, size_t vlen);
+size_t   node_inner_cell_size(size_t klen);
+/* Bytes free for new cells, counting garbage (a compaction reclaims it). */
+size_t   node_free(const void *page, uint32_t page_size);
+
+/* Inserts a cell at slot i (0 <= i <= count), compacting first when the
+   room is only in garbage.  DKV_ERR_NOSPACE (nothing changed) when it does
+   not fit; DKV_ERR_INVALID for a bad slot or key length. */
+int      node_insert_leaf(void *page, uint32_t page_size, unsigned i,
+                          const void *key, size_t klen, const void *val,
+                          size_t vlen, unsigned flags);
+int      node_insert_inner(void *page, uint32_t page_size, unsigned i,
+                           const void *key, size_t klen, uint32_t child);
+/* Removes slot i; its bytes become garbage. */
+void     node_remove(void *page, unsigned i);
+/* Rewrites the cells packed against the end of the page, in slot order;
+   garbage becomes free space.  Keys and order do not change. */
+void     node_compact(void *page, uint32_t page_size);
+
+/* Moves the slots [from, count) of page into right, an empty node of the
+   same level, in order. */
+void     node_move_tail(void *page, uint32_t page_size, unsigned from,
+                        void *right);
+/* Where to split a full node so both halves hold about the same bytes:
+   the first slot that goes right (1 <= result < count, count >= 2). */
+unsigned node_split_point(const void *page, uint32_t page_size);
+
+/* Checks a node's structure: header fields in range, every cell inside
+   the page and no two overlapping, keys strictly ascending.  0 or
+   DKV_ERR_CORRUPT (the reason through pager_corrupt). */
+int      node_check(const void *page, uint32_t page_size, uint32_t page_no);
+
+#endif /* DKV_ENGINE_NODE_H */
