@@ -124,6 +124,18 @@ int pool_mtr_fix(struct pool_mtr *m, uint32_t page_no_, int latch, int flags,
     return DKV_OK;
 }
 
+int pool_mtr_log(struct pool_mtr *m, struct frame *f, int type,
+                 const void *payload, uint32_t len)
+{
+    struct pool_mtr_page *p = held(m, f);
+
+    if (p == NULL || p->latch != POOL_X || type <= REDO_PAGER_MAX || type > 255 ||
+        (len > 0 && payload == NULL))
+        return DKV_ERR_INVALID;
+    p->modified = 1;
+    return log_record(m, type, f->page_no, payload, len, NULL, 0);
+}
+
 int pool_mtr_write(struct pool_mtr *m, struct frame *f, uint32_t off,
                    const void *data, uint32_t len)
 {
@@ -419,6 +431,33 @@ static int redo_check(struct pool *pool, int type, uint32_t page_no_,
         load_le32(payload) + (uint64_t)(len - 4) <= pool->page_size)
         return DKV_OK;
     return PAGER_CORRUPT(page_no_, "bad page-write record");
+}
+
+int pool_redo_apply_fn(struct pool *pool, uint64_t end_lsn, int type,
+                       uint32_t page_no_, const void *payload, uint32_t len,
+                       pool_redo_fn fn, void *arg)
+{
+    struct frame *f;
+    int rc;
+
+    if (type <= REDO_PAGER_MAX || fn == NULL)
+        return PAGER_CORRUPT(page_no_, "log record of an unknown type");
+    rc = pool_fix(pool, page_no_, POOL_X, POOL_FIX_MAY_BE_EMPTY, &f);
+    if (rc != DKV_OK)
+        return rc;
+    if (f->empty) {
+        rc = PAGER_CORRUPT(page_no_, "log changes a page never written");
+    } else if (page_lsn(frame_data(f)) < end_lsn || f->redo_end_lsn == end_lsn) {
+        /* As redo_one: a change the page lacks, or another record of an
+           MTR already being applied to it. */
+        rc = fn(arg, frame_data(f), pool->page_size, type, payload, len);
+        if (rc == DKV_OK) {
+            f->redo_end_lsn = end_lsn;
+            pool_mark_dirty_range(pool, f, end_lsn, end_lsn);
+        }
+    }
+    pool_unfix(pool, f);
+    return rc;
 }
 
 int pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,

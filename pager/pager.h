@@ -296,6 +296,12 @@ int  pool_mtr_fix(struct pool_mtr *m, uint32_t page_no, int latch, int flags,
    logs it. */
 int  pool_mtr_write(struct pool_mtr *m, struct frame *f, uint32_t off,
                     const void *data, uint32_t len);
+/* Logs a change the caller made itself to an X-fixed page, as a record of
+   an engine-defined type (> REDO_PAGER_MAX) that recovery hands back to
+   the engine (pool_redo_apply_fn).  DKV_ERR_INVALID for a page not held X
+   or a pager type. */
+int  pool_mtr_log(struct pool_mtr *m, struct frame *f, int type,
+                  const void *payload, uint32_t len);
 /* Allocates a page (free list first), X-fixed, initialised as type. */
 int  pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp);
 /* Puts page_no on the persistent free list. */
@@ -316,6 +322,16 @@ void pool_mtr_release(struct pool_mtr *m);
 void pool_mtr_abandon(struct pool_mtr *m);
 void pool_mtr_free_buffers(struct pool_mtr *m);
 
+/* Redoes one engine record on the bytes of a page (X-latched): returns 0,
+   or DKV_ERR_CORRUPT when the payload does not fit the page. */
+typedef int (*pool_redo_fn)(void *arg, void *page, uint32_t page_size,
+                            int type, const void *payload, uint32_t len);
+/* Recovery: applies an engine record of an MTR that ended at end_lsn
+   through fn, unless the page already has it (its LSN) - the same rules
+   as pool_redo_apply. */
+int  pool_redo_apply_fn(struct pool *pool, uint64_t end_lsn, int type,
+                        uint32_t page_no, const void *payload, uint32_t len,
+                        pool_redo_fn fn, void *arg);
 /* Recovery: applies one pager record of an MTR that ended at end_lsn,
    unless the page already has it (its LSN).  DKV_ERR_CORRUPT for a record
    that does not fit. */

@@ -25,7 +25,9 @@
  * checkpoints and wraps without a commit failing; DKV_COMMIT_ASYNC commits
  * return before they are durable and the log catches up within the commit
  * interval; a commit that fails (an MTR too large for the log buffer)
- * fails the store for good and the unlogged change never reaches the disk.
+ * fails the store for good and the unlogged change never reaches the disk;
+ * changes logged as engine-defined records (pool_mtr_log) are redone through
+ * the store's apply function exactly when the page lacks them.
  * Files are damaged with pwrite while the store is closed.  The
  * seed is printed; DKV_TEST_SEED=N replays a run, DKV_TEST_FILTER=pattern
  * runs only the matching tests.
@@ -851,6 +853,126 @@ static void test_failed_commit_fails_store(void **state)
     expect(fx, q, 100, key_of(q, 1), 100);
 }
 
+/* ---- engine records ---------------------------------------------------------------------- */
+
+/* A record type of the test's own: fill count bytes at off with a byte. */
+#define REC_FILL (REDO_PAGER_MAX + 1)
+
+struct fill_rec {
+    unsigned char off[4], count[4], byte;
+};
+
+static int fill_redo(void *arg, void *page, uint32_t page_size, int type,
+                     const void *payload, uint32_t len)
+{
+    const struct fill_rec *r = payload;
+    uint32_t off, count;
+
+    (*(unsigned *)arg)++;
+    if (type != REC_FILL || len != sizeof(*r))
+        return DKV_ERR_CORRUPT;
+    off = load_le32(r->off);
+    count = load_le32(r->count);
+    if (off < PAGE_HEADER_SIZE || off + (uint64_t)count > page_size)
+        return DKV_ERR_CORRUPT;
+    memset((unsigned char *)page + off, r->byte, count);
+    return DKV_OK;
+}
+
+static unsigned g_fill_applied;
+
+static int fill_apply(void *arg, struct pool *pool, uint64_t end_lsn, int type,
+                      uint32_t page_no, const void *payload, uint32_t len)
+{
+    return pool_redo_apply_fn(pool, end_lsn, type, page_no, payload, len,
+                              fill_redo, arg);
+}
+
+/* One MTR changing page pg by hand and logging it as a REC_FILL. */
+static void put_fill(struct fx *fx, uint32_t pg, uint32_t off, uint32_t count,
+                     unsigned char byte)
+{
+    struct fill_rec r;
+    struct pool_mtr m;
+    struct frame *f;
+
+    store_le32(r.off, off);
+    store_le32(r.count, count);
+    r.byte = byte;
+    assert_rc(store_mtr_start(fx->s, &m), DKV_OK);
+    assert_rc(pool_mtr_fix(&m, pg, POOL_X, 0, &f), DKV_OK);
+    memset((unsigned char *)frame_data(f) + off, byte, count);
+    assert_rc(pool_mtr_log(&m, f, REC_FILL, &r, sizeof(r)), DKV_OK);
+    assert_rc(pool_mtr_log(&m, f, REDO_PAGE_WRITE, &r, sizeof(r)), DKV_ERR_INVALID);
+    commit(fx, &m, SYNC_END);
+}
+
+static void expect_fill(struct fx *fx, uint32_t pg, uint32_t off, uint32_t count,
+                        unsigned char byte)
+{
+    const unsigned char *d;
+    struct frame *f;
+    uint32_t i;
+
+    assert_rc(pool_fix(store_pool(fx->s), pg, POOL_S, 0, &f), DKV_OK);
+    d = frame_data(f);
+    for (i = 0; i < count && d[off + i] == byte; i++)
+        ;
+    pool_unfix(store_pool(fx->s), f);
+    if (i < count)
+        fail_msg("page %u: byte %u is %#x, expected %#x", pg, off + i, d[off + i], byte);
+}
+
+/* Changes logged as engine records come back through the engine's apply
+   function, once per change the page lacks (not again when the page has
+   it); without an apply function the open is refused. */
+static void test_engine_records_redone(void **state)
+{
+    struct fx *fx = *state;
+    uint32_t p, q;
+
+    fx->cfg.apply = fill_apply;
+    fx->cfg.apply_arg = &g_fill_applied;
+    fx_open(fx);
+    p = alloc_page(fx);
+    q = alloc_page(fx);
+    put_fill(fx, p, 100, 500, 0x11);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);
+    put_fill(fx, p, 300, 500, 0x22);                 /* after the checkpoint */
+    put_fill(fx, q, 1000, 50, 0x33);
+    fx_crash(fx);
+    g_fill_applied = 0;
+    fx_open(fx);
+    assert_int_equal(g_fill_applied, 2);
+    expect_fill(fx, p, 100, 200, 0x11);
+    expect_fill(fx, p, 300, 500, 0x22);
+    expect_fill(fx, q, 1000, 50, 0x33);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);      /* pages written ... */
+    put_fill(fx, q, 2000, 10, 0x44);
+    fx_crash(fx);
+    g_fill_applied = 0;
+    fx_open(fx);                                     /* ... only q's new one */
+    assert_int_equal(g_fill_applied, 1);
+    expect_fill(fx, q, 1000, 50, 0x33);
+    expect_fill(fx, q, 2000, 10, 0x44);
+    put_fill(fx, p, 3000, 10, 0x55);
+    fx_crash(fx);
+    fx->cfg.apply = NULL;
+    assert_rc(store_open(fx->dir.path, &fx->cfg, &fx->s, NULL), DKV_ERR_CORRUPT);
+    fx->s = NULL;
+    fx->cfg.apply = fill_apply;
+    fx_open(fx);
+    expect_fill(fx, p, 3000, 10, 0x55);
+    assert_rc(store_checkpoint(fx->s), DKV_OK);
+    put_fill(fx, q, 4000, 10, 0x66);
+    assert_rc(pool_flush_all(store_pool(fx->s)), DKV_OK);   /* page has it */
+    fx_crash(fx);
+    g_fill_applied = 0;
+    fx_open(fx);
+    assert_int_equal(g_fill_applied, 0);
+    expect_fill(fx, q, 4000, 10, 0x66);
+}
+
 /* ---- the log filling --------------------------------------------------------------------- */
 
 struct shadow {
@@ -960,6 +1082,7 @@ int main(void)
         T(test_dblwr_reset_with_new_data_file),
         T(test_discarded_unit_stays_discarded),
         T(test_failed_commit_fails_store),
+        T(test_engine_records_redone),
         T(test_small_log_checkpoints_and_wraps),
         T(test_async_commit_becomes_durable),
     };
