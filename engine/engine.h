@@ -74,6 +74,11 @@ int  store_mtr_start(struct store *s, struct pool_mtr *m);
    DKV_COMMIT_SYNC mode, waits until it is durable (group commit) with no
    page latched.  After a log failure the store stays failed (W8). */
 int  store_commit(struct store *s, struct pool_mtr *m, int flags);
+/* Ends an MTR that will not be committed (an error part way): releases
+   its pages, and when it had already changed one - changes the log never
+   saw - fails the store for good as a failed commit does (E4). */
+void store_mtr_cancel(struct store *s, struct pool_mtr *m, int rc);
+uint32_t store_page_size(struct store *s);
 /* Flushes all dirty pages and writes a checkpoint (dkv_checkpoint). */
 int  store_checkpoint(struct store *s);
 

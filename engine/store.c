@@ -214,10 +214,12 @@ int store_open(const char *dir, const struct store_config *cfg,
         rc = open_space_and_log(s, dir);
     if (rc == DKV_OK)
         rc = open_pool(s);
-    if (rc == DKV_OK)
+    if (rc == DKV_OK) {
+        int done;
         rc = wal_recover(s->wal, hook_apply, hook_prefetch, s, out);
-    if (rc == DKV_OK)
-        rc = pool_recovery_done(s->pool);
+        done = pool_recovery_done(s->pool);       /* also after a failure */
+        rc = rc == DKV_OK ? done : rc;
+    }
     if (rc != DKV_OK) {
         free_store(s);
         return rc;
@@ -280,6 +282,25 @@ int store_commit(struct store *s, struct pool_mtr *m, int flags)
         return wal_commit_done_flush(s->wal, start, end);
     wal_commit_done(s->wal, start);
     return rc;
+}
+
+void store_mtr_cancel(struct store *s, struct pool_mtr *m, int rc)
+{
+    unsigned i;
+
+    for (i = 0; i < m->count; i++) {
+        if (m->pages[i].modified) {
+            wal_fail(s->wal, rc < 0 ? rc : DKV_ERR_IO);
+            pool_mtr_abandon(m);
+            return;
+        }
+    }
+    pool_mtr_release(m);
+}
+
+uint32_t store_page_size(struct store *s)
+{
+    return space_page_size(s->sp);
 }
 
 int store_checkpoint(struct store *s)

@@ -433,6 +433,32 @@ static int redo_check(struct pool *pool, int type, uint32_t page_no_,
     return PAGER_CORRUPT(page_no_, "bad page-write record");
 }
 
+/* Releases the frames held for the MTR being redone. */
+static void redo_release(struct pool *pool)
+{
+    while (pool->redo_held_count > 0)
+        frame_unpin(pool, pool->redo_held[--pool->redo_held_count]);
+}
+
+/* Keeps f (fixed by the caller) pinned while the MTR that ends at end_lsn
+   is being redone: see pool_int.h. */
+static void redo_hold(struct pool *pool, struct frame *f, uint64_t end_lsn)
+{
+    unsigned i;
+
+    if (pool->redo_held_lsn != end_lsn) {
+        redo_release(pool);
+        pool->redo_held_lsn = end_lsn;
+    }
+    for (i = 0; i < pool->redo_held_count; i++)
+        if (pool->redo_held[i] == f)
+            return;
+    if (pool->redo_held_count == POOL_MTR_PAGES)
+        return;                        /* an MTR holds at most this many */
+    atomic_fetch_add(&f->pin_count, 1);   /* fixed already: P1 holds */
+    pool->redo_held[pool->redo_held_count++] = f;
+}
+
 int pool_redo_apply_fn(struct pool *pool, uint64_t end_lsn, int type,
                        uint32_t page_no_, const void *payload, uint32_t len,
                        pool_redo_fn fn, void *arg)
@@ -454,6 +480,7 @@ int pool_redo_apply_fn(struct pool *pool, uint64_t end_lsn, int type,
         if (rc == DKV_OK) {
             f->redo_end_lsn = end_lsn;
             pool_mark_dirty_range(pool, f, end_lsn, end_lsn);
+            redo_hold(pool, f, end_lsn);
         }
     }
     pool_unfix(pool, f);
@@ -482,6 +509,7 @@ int pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,
         f->redo_end_lsn = end_lsn;
         f->empty = 0;
         pool_mark_dirty_range(pool, f, end_lsn, end_lsn);
+        redo_hold(pool, f, end_lsn);
         if (page_no_ == 0)
             rc = space_header_load_fields(pool->sp, frame_data(f));
         if (page_no_ == 0 && rc == DKV_OK)
@@ -495,6 +523,7 @@ int pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,
 
 int pool_recovery_done(struct pool *pool)
 {
+    redo_release(pool);
     if (space_header_torn(pool->sp))
         return PAGER_CORRUPT(0, "file header torn and not restored by the log");
     return DKV_OK;

@@ -121,6 +121,13 @@ struct pool {
     _Atomic uint64_t  page_limit;     /* page count, for bound checks        */
 
     struct cleaner   *cleaner;
+    /* Recovery (single-threaded): the frames the MTR being redone has
+       changed, pinned until its last record, so none is evicted between
+       two of its records - a re-read copy would forget which MTR it is
+       in the middle of (redo_end_lsn) and skip the rest. */
+    struct frame     *redo_held[POOL_MTR_PAGES];
+    unsigned          redo_held_count;
+    uint64_t          redo_held_lsn;
 
     /* Statistics not kept in the partitions. */
     atomic_ulong      misses, prefetched;

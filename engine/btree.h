@@ -1,0 +1,64 @@
+/*
+ * btree.h - the B+tree over the page store (engine/README.md, section 5).
+ *
+ * One tree per store, its root page fixed for the tree's life (its number
+ * in the file header's meta slot BTREE_META_ROOT).  Concurrency by latch
+ * coupling over the pool's page latches, always top-down: a lookup holds
+ * at most a node and its child, shared; a write descends shared and takes
+ * only its leaf exclusive, and only when the leaf must split does it start
+ * again holding the whole path exclusive.  Every change is a logged node
+ * operation inside one MTR per put or delete.
+ */
+#ifndef DKV_ENGINE_BTREE_H
+#define DKV_ENGINE_BTREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#define BTREE_META_ROOT 0u          /* file header meta slot: the root page */
+
+/* Redo record types of the tree (engine-defined: > REDO_PAGER_MAX). */
+enum btree_redo {
+    BT_REDO_INIT = 64,      /* u16 page type, u8 level, u32 leftmost, u32 right */
+    BT_REDO_INSERT,         /* u16 slot, then a leaf or inner cell as node.h   */
+    BT_REDO_REMOVE,         /* u16 slot                                       */
+    BT_REDO_TRUNCATE,       /* u16 from: remove the slots [from, count)       */
+    BT_REDO_SET_RIGHT       /* u32 right sibling                              */
+};
+
+struct btree;
+
+/* The store's apply function for the tree's records (store_config.apply,
+   with apply_arg NULL). */
+int  btree_redo(void *arg, struct pool *pool, uint64_t end_lsn, int type,
+                uint32_t page_no, const void *payload, uint32_t len);
+
+/* Opens the tree of store s, creating an empty one (a root leaf) in a
+   fresh store.  DKV_ERR_CORRUPT when the recorded root is not a node. */
+int  btree_open(struct store *s, struct btree **btp);
+void btree_close(struct btree *bt);
+
+/* The longest value a leaf holds inline for a key of klen bytes. */
+size_t btree_max_value(const struct btree *bt, size_t klen);
+
+/* Copies min(cap, length) bytes of key's value into buf; *vlen = its
+   length.  DKV_NOTFOUND when absent. */
+int  btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
+               size_t cap, size_t *vlen);
+/* Inserts or replaces key's value, durable on return in DKV_COMMIT_SYNC
+   mode.  DKV_ERR_INVALID for an empty or over-long key;
+   DKV_ERR_UNSUPPORTED for a value longer than btree_max_value. */
+int  btree_put(struct btree *bt, const void *key, size_t klen,
+               const void *val, size_t vlen);
+/* Removes key; DKV_NOTFOUND when absent. */
+int  btree_delete(struct btree *bt, const void *key, size_t klen);
+
+/* Walks the whole tree: every node passes node_check, levels descend by
+   one, separators bound their subtrees, leaves are chained left to right
+   in key order.  *keys: the number of keys.  DKV_ERR_CORRUPT naming the
+   page (pager_last_corruption). */
+int  btree_check(struct btree *bt, uint64_t *keys, unsigned *height);
+
+#endif /* DKV_ENGINE_BTREE_H */
