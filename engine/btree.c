@@ -148,18 +148,22 @@ static void cell_of(const void *page, unsigned i, struct cell *c)
 
 /* ---- redo ------------------------------------------------------------------------------- */
 
+/* A record that does not fit the page it names: the page is reported. */
+#define BAD(page) PAGER_CORRUPT(page_no(page), "a B+tree log record does not fit its page")
+
 static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *payload,
                    uint32_t len)
 {
     const unsigned char *r = payload;
     unsigned slot;
+    int rc;
 
     (void)arg;
     switch (type) {
     case BT_REDO_INIT: {
         unsigned ptype = len == 11 ? load_le16(r) : 0;
         if (len != 11 || r[2] > 32 || (int)ptype != node_page_type(r[2]))
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         apply_init(page, ps, r[2], load_le32(r + 3), load_le32(r + 7));
         return DKV_OK;
     }
@@ -167,55 +171,51 @@ static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *pay
         size_t klen, vlen;
         if (len < 2 + NODE_INNER_CELL_HDR || page_type(page) < PAGE_TYPE_BTREE_LEAF ||
             page_type(page) > PAGE_TYPE_BTREE_INNER)
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         slot = load_le16(r);
         klen = load_le16(r + 2);
         if (node_level(page) > 0) {
             if (len != 2 + NODE_INNER_CELL_HDR + klen)
-                return DKV_ERR_CORRUPT;
-            return node_insert_inner(page, ps, slot, r + 2 + NODE_INNER_CELL_HDR, klen,
-                                     load_le32(r + 4)) == DKV_OK ? DKV_OK
-                                                                 : DKV_ERR_CORRUPT;
+                return BAD(page);
+            rc = node_insert_inner(page, ps, slot, r + 2 + NODE_INNER_CELL_HDR, klen,
+                                   load_le32(r + 4));
+            return rc == DKV_OK ? DKV_OK : BAD(page);
         }
         if (len < 2 + NODE_LEAF_CELL_HDR + klen)
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         vlen = load_le32(r + 4);
         if (len != 2 + NODE_LEAF_CELL_HDR + klen + vlen || r[8] != 0)
-            return DKV_ERR_CORRUPT;
-        return node_insert_leaf(page, ps, slot, r + 2 + NODE_LEAF_CELL_HDR, klen,
-                                r + 2 + NODE_LEAF_CELL_HDR + klen, vlen, 0) == DKV_OK
-               ? DKV_OK : DKV_ERR_CORRUPT;
+            return BAD(page);
+        rc = node_insert_leaf(page, ps, slot, r + 2 + NODE_LEAF_CELL_HDR, klen,
+                              r + 2 + NODE_LEAF_CELL_HDR + klen, vlen, 0);
+        return rc == DKV_OK ? DKV_OK : BAD(page);
     }
     case BT_REDO_REMOVE:
         if (len != 2 || load_le16(r) >= node_count(page))
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         node_remove(page, load_le16(r));
         return DKV_OK;
     case BT_REDO_TRUNCATE:
         if (len != 2 || load_le16(r) > node_count(page))
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         while (node_count(page) > load_le16(r))
             node_remove(page, node_count(page) - 1);
         return DKV_OK;
     case BT_REDO_SET_RIGHT:
         if (len != 4)
-            return DKV_ERR_CORRUPT;
+            return BAD(page);
         node_set_right(page, load_le32(r));
         return DKV_OK;
     default:
-        return DKV_ERR_CORRUPT;
+        return BAD(page);
     }
 }
 
 int btree_redo(void *arg, struct pool *pool, uint64_t end_lsn, int type,
                uint32_t page_no_, const void *payload, uint32_t len)
 {
-    int rc = pool_redo_apply_fn(pool, end_lsn, type, page_no_, payload, len,
-                                redo_fn, arg);
-
-    return rc == DKV_ERR_CORRUPT && pager_last_corruption().page_no != page_no_
-           ? PAGER_CORRUPT(page_no_, "a B+tree log record does not fit its page")
-           : rc;
+    return pool_redo_apply_fn(pool, end_lsn, type, page_no_, payload, len,
+                              redo_fn, arg);
 }
 
 /* ---- opening ------------------------------------------------------------------------------ */
@@ -672,26 +672,24 @@ static int write_leaf(struct btree *bt, struct pool_mtr *m, int op,
 static int write_one(struct btree *bt, int op, const struct cell *c)
 {
     struct pool_mtr m;
-    int rc, long_way = 0, pass;
+    int rc, long_way = 0;
 
-    for (pass = 0; pass < 2; pass++) {
+    rc = store_mtr_start(bt->s, &m);
+    if (rc == DKV_OK)
+        rc = write_leaf(bt, &m, op, c, &long_way);
+    if (rc == DKV_OK && long_way) {
+        pool_mtr_release(&m);                   /* nothing changed yet */
+        pool_mtr_free_buffers(&m);
         rc = store_mtr_start(bt->s, &m);
         if (rc == DKV_OK)
-            rc = pass == 0 ? write_leaf(bt, &m, op, c, &long_way)
-                           : write_pessimistic(bt, &m, op, c);
-        if (rc == DKV_OK && pass == 0 && long_way) {
-            pool_mtr_release(&m);               /* nothing changed yet */
-            pool_mtr_free_buffers(&m);
-            continue;
-        }
-        if (rc == DKV_OK)
-            rc = store_commit(bt->s, &m, WAL_UNIT_END | WAL_SYNC);
-        else
-            store_mtr_cancel(bt->s, &m, rc);   /* NOTFOUND changed nothing */
-        pool_mtr_free_buffers(&m);
-        return rc;
+            rc = write_pessimistic(bt, &m, op, c);
     }
-    return DKV_ERR_IO;                          /* not reached */
+    if (rc == DKV_OK)
+        rc = store_commit(bt->s, &m, WAL_UNIT_END | WAL_SYNC);
+    else
+        store_mtr_cancel(bt->s, &m, rc);       /* NOTFOUND changed nothing */
+    pool_mtr_free_buffers(&m);
+    return rc;
 }
 
 int btree_put(struct btree *bt, const void *key, size_t klen, const void *val,
