@@ -26,6 +26,8 @@ struct btree {
     struct pool  *pool;
     uint32_t      root;
     uint32_t      ps;
+    unsigned      unit_mtrs;     /* MTRs so far of the open unit (0: none) */
+    int           purge_pending; /* a chain waits on the purge list        */
 };
 
 /* A cell to insert: a leaf's (key, value) or an inner node's (key, child). */
@@ -35,6 +37,7 @@ struct cell {
     const unsigned char *val;
     size_t               vlen;
     uint32_t             child;
+    unsigned             flags;     /* leaf: NODE_VAL_OVERFLOW             */
 };
 
 /* ---- node operations, applied and logged ------------------------------------------ */
@@ -77,7 +80,8 @@ static int op_insert(struct pool_mtr *m, struct frame *f, uint32_t ps, unsigned 
     unsigned char *r;
     int rc;
 
-    rc = leaf ? node_insert_leaf(page, ps, slot, c->key, c->klen, c->val, c->vlen, 0)
+    rc = leaf ? node_insert_leaf(page, ps, slot, c->key, c->klen, c->val, c->vlen,
+                                 c->flags)
               : node_insert_inner(page, ps, slot, c->key, c->klen, c->child);
     if (rc != DKV_OK)
         return rc;
@@ -88,7 +92,7 @@ static int op_insert(struct pool_mtr *m, struct frame *f, uint32_t ps, unsigned 
     store_le16(r + 2, (uint16_t)c->klen);
     if (leaf) {
         store_le32(r + 4, (uint32_t)c->vlen);
-        r[8] = 0;
+        r[8] = (unsigned char)c->flags;
         memcpy(r + 2 + hdr, c->key, c->klen);
         if (c->vlen > 0)
             memcpy(r + 2 + hdr + c->klen, c->val, c->vlen);
@@ -140,9 +144,11 @@ static void cell_of(const void *page, unsigned i, struct cell *c)
         c->val = NULL;
         c->vlen = 0;
         c->child = node_child(page, i);
+        c->flags = 0;
     } else {
         c->val = node_value(page, i, &c->vlen, &flags);
         c->child = 0;
+        c->flags = flags;
     }
 }
 
@@ -184,10 +190,10 @@ static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *pay
         if (len < 2 + NODE_LEAF_CELL_HDR + klen)
             return BAD(page);
         vlen = load_le32(r + 4);
-        if (len != 2 + NODE_LEAF_CELL_HDR + klen + vlen || r[8] != 0)
+        if (len != 2 + NODE_LEAF_CELL_HDR + klen + vlen || (r[8] & ~NODE_VAL_OVERFLOW))
             return BAD(page);
         rc = node_insert_leaf(page, ps, slot, r + 2 + NODE_LEAF_CELL_HDR, klen,
-                              r + 2 + NODE_LEAF_CELL_HDR + klen, vlen, 0);
+                              r + 2 + NODE_LEAF_CELL_HDR + klen, vlen, r[8]);
         return rc == DKV_OK ? DKV_OK : BAD(page);
     }
     case BT_REDO_REMOVE:
@@ -246,6 +252,7 @@ int btree_open(struct store *s, struct btree **btp)
     bt->pool = pool;
     bt->ps = store_page_size(s);
     bt->root = (uint32_t)pool_meta_get(pool, BTREE_META_ROOT);
+    bt->purge_pending = pool_meta_get(pool, BTREE_META_PURGE) != 0;   /* left by a crash */
     if (rc == DKV_OK && bt->root == 0) {               /* a fresh store */
         struct pool_mtr m;
         rc = store_mtr_start(s, &m);
@@ -296,23 +303,273 @@ static int key_ok(const void *key, size_t klen)
     return key != NULL && klen > 0 && klen <= BTREE_KEY_MAX;
 }
 
+/* ---- overflow values ---------------------------------------------------------------------- */
+
+/* A value longer than btree_max_value lives in a chain of overflow pages;
+   its leaf cell (NODE_VAL_OVERFLOW) holds the first page and the length.
+   An overflow page's body: */
+#define OVF_OFF_NEXT  PAGE_HEADER_SIZE          /* u32 next page of the value, 0: last */
+#define OVF_OFF_LEN   (PAGE_HEADER_SIZE + 4)    /* u32 value bytes in this page       */
+#define OVF_OFF_CHAIN (PAGE_HEADER_SIZE + 8)    /* u32 (first page only) the next
+                                                   chain on the purge list            */
+#define OVF_OFF_DATA  (PAGE_HEADER_SIZE + 12)
+#define OVF_MTR_PAGES 8u                        /* overflow pages one MTR writes/frees */
+
+static size_t ovf_room(const struct btree *bt)
+{
+    return bt->ps - OVF_OFF_DATA;
+}
+
+uint64_t btree_value_pages(const struct btree *bt, size_t klen, size_t vlen)
+{
+    if (vlen <= btree_max_value(bt, klen))
+        return 0;
+    return (vlen + ovf_room(bt) - 1) / ovf_room(bt);
+}
+
+static int ovf_fix(struct btree *bt, struct pool_mtr *m, uint32_t no, int latch,
+                   struct frame **fp)
+{
+    int rc = m ? pool_mtr_fix(m, no, latch, 0, fp) : pool_fix(bt->pool, no, latch, 0, fp);
+
+    if (rc == DKV_OK && page_type(frame_data(*fp)) != PAGE_TYPE_OVERFLOW) {
+        if (m == NULL)
+            pool_unfix(bt->pool, *fp);
+        return PAGER_CORRUPT(no, "a value's overflow pointer names a page that is not one");
+    }
+    return rc;
+}
+
+/* Writes the value bytes from *off into at most max new overflow pages of
+   m, chained after *last (0: none yet; *first gets the first page). */
+static int ovf_write(struct btree *bt, struct pool_mtr *m, const unsigned char *val,
+                     size_t vlen, size_t *off, unsigned max, uint32_t *first,
+                     uint32_t *last)
+{
+    unsigned k;
+    int rc = DKV_OK;
+
+    for (k = 0; k < max && *off < vlen && rc == DKV_OK; k++) {
+        size_t n = vlen - *off < ovf_room(bt) ? vlen - *off : ovf_room(bt);
+        unsigned char b[4];
+        struct frame *f, *pf;
+
+        rc = pool_mtr_alloc(m, PAGE_TYPE_OVERFLOW, &f);
+        if (rc != DKV_OK)
+            break;
+        store_le32(b, (uint32_t)n);
+        rc = pool_mtr_write(m, f, OVF_OFF_LEN, b, 4);
+        if (rc == DKV_OK)
+            rc = pool_mtr_write(m, f, OVF_OFF_DATA, val + *off, (uint32_t)n);
+        if (rc == DKV_OK && *last != 0) {
+            /* The page before may belong to an earlier MTR of this unit:
+               its change cannot have left the pool (W4). */
+            rc = pool_mtr_fix(m, *last, POOL_X, 0, &pf);
+            store_le32(b, frame_page_no(f));
+            if (rc == DKV_OK)
+                rc = pool_mtr_write(m, pf, OVF_OFF_NEXT, b, 4);
+        }
+        if (*first == 0)
+            *first = frame_page_no(f);
+        *last = frame_page_no(f);
+        *off += n;
+    }
+    return rc;
+}
+
+/* Copies min(cap, total) bytes of the value whose chain starts at first
+   (the leaf that points to it is latched by the caller, so the chain
+   cannot be freed meanwhile). */
+static int ovf_read(struct btree *bt, uint32_t first, uint64_t total, void *buf,
+                    size_t cap)
+{
+    uint64_t want = total < cap ? total : cap, off = 0;
+    uint64_t hops = total / ovf_room(bt) + 2;
+    uint32_t no = first;
+
+    while (off < want) {
+        struct frame *f;
+        const unsigned char *p;
+        uint32_t len, next;
+        int rc;
+
+        if (no == 0 || hops-- == 0)
+            return PAGER_CORRUPT(first, "an overflow chain is shorter than its value");
+        rc = ovf_fix(bt, NULL, no, POOL_S, &f);
+        if (rc != DKV_OK)
+            return rc;
+        p = frame_data(f);
+        len = load_le32(p + OVF_OFF_LEN);
+        next = load_le32(p + OVF_OFF_NEXT);
+        if (len == 0 || len > ovf_room(bt) || off + len > total) {
+            pool_unfix(bt->pool, f);
+            return PAGER_CORRUPT(no, "an overflow page holds a bad length");
+        }
+        memcpy((unsigned char *)buf + off, p + OVF_OFF_DATA,
+               off + len <= want ? len : want - off);
+        pool_unfix(bt->pool, f);
+        off += len;
+        no = next;
+    }
+    return DKV_OK;
+}
+
+/* The value of slot i of a latched leaf: copies min(cap, length) bytes. */
+static int leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
+                      size_t cap, size_t *vlen)
+{
+    unsigned flags;
+    size_t len;
+    const unsigned char *v = node_value(page, i, &len, &flags);
+
+    if (flags & NODE_VAL_OVERFLOW) {
+        uint64_t total = load_le64(v + 4);
+        if (total > DKV_VALUE_MAX)
+            return PAGER_CORRUPT(page_no(page), "an overflow value longer than possible");
+        *vlen = (size_t)total;
+        return cap > 0 ? ovf_read(bt, load_le32(v), total, buf, cap) : DKV_OK;
+    }
+    *vlen = len;
+    if (cap > 0 && len > 0)
+        memcpy(buf, v, len < cap ? len : cap);
+    return DKV_OK;
+}
+
+/* The value of slot i of an X-latched leaf in m is going away: its chain,
+   if it has one, goes on the purge list (freed by btree_purge in later
+   MTRs, so that no MTR must free an unbounded number of pages). */
+static int ovf_retire(struct btree *bt, struct pool_mtr *m, const void *page, unsigned i)
+{
+    unsigned flags;
+    size_t len;
+    const unsigned char *v = node_value(page, i, &len, &flags);
+    struct frame *f;
+    unsigned char b[4];
+    uint64_t head;
+    uint32_t first;
+    int rc;
+
+    if (!(flags & NODE_VAL_OVERFLOW))
+        return DKV_OK;
+    first = load_le32(v);
+    rc = ovf_fix(bt, m, first, POOL_X, &f);
+    if (rc == DKV_OK)
+        rc = pool_mtr_meta_get(m, BTREE_META_PURGE, &head);
+    if (rc != DKV_OK)
+        return rc;
+    store_le32(b, (uint32_t)head);
+    rc = pool_mtr_write(m, f, OVF_OFF_CHAIN, b, 4);
+    if (rc == DKV_OK)
+        rc = pool_mtr_meta_set(m, BTREE_META_PURGE, first);
+    __atomic_store_n(&bt->purge_pending, 1, __ATOMIC_RELEASE);
+    return rc;
+}
+
+int btree_purge_pending(const struct btree *bt)
+{
+    return __atomic_load_n(&bt->purge_pending, __ATOMIC_ACQUIRE);
+}
+
+int btree_purge(struct btree *bt)
+{
+    for (;;) {
+        struct pool_mtr m;
+        struct frame *f;
+        uint64_t head = 0;
+        uint32_t link, no;
+        unsigned char b[4];
+        unsigned k;
+        int rc = store_mtr_start(bt->s, &m);
+
+        if (rc == DKV_OK)
+            rc = pool_mtr_meta_get(&m, BTREE_META_PURGE, &head);
+        if (rc == DKV_OK && head > UINT32_MAX)
+            rc = PAGER_CORRUPT(0, "the purge list's head is not a page number");
+        if (rc != DKV_OK || head == 0) {
+            if (rc == DKV_OK)          /* under page 0: no retire is half done */
+                __atomic_store_n(&bt->purge_pending, 0, __ATOMIC_RELEASE);
+            store_mtr_cancel(bt->s, &m, rc);
+            pool_mtr_free_buffers(&m);
+            return rc;
+        }
+        rc = ovf_fix(bt, &m, (uint32_t)head, POOL_X, &f);
+        link = rc == DKV_OK ? load_le32((unsigned char *)frame_data(f) + OVF_OFF_CHAIN) : 0;
+        for (no = (uint32_t)head, k = 0; rc == DKV_OK && no != 0 && k < OVF_MTR_PAGES; k++) {
+            uint32_t next;
+            if (no != head)
+                rc = ovf_fix(bt, &m, no, POOL_X, &f);
+            if (rc != DKV_OK)
+                break;
+            next = load_le32((unsigned char *)frame_data(f) + OVF_OFF_NEXT);
+            rc = pool_mtr_free(&m, no);
+            no = next;
+        }
+        if (rc == DKV_OK && no != 0) {          /* the rest of the chain stays first */
+            rc = ovf_fix(bt, &m, no, POOL_X, &f);
+            store_le32(b, link);
+            if (rc == DKV_OK)
+                rc = pool_mtr_write(&m, f, OVF_OFF_CHAIN, b, 4);
+            if (rc == DKV_OK)
+                rc = pool_mtr_meta_set(&m, BTREE_META_PURGE, no);
+        } else if (rc == DKV_OK) {
+            rc = pool_mtr_meta_set(&m, BTREE_META_PURGE, link);
+        }
+        if (rc == DKV_OK)
+            rc = store_commit(bt->s, &m, WAL_UNIT_END);
+        else
+            store_mtr_cancel(bt->s, &m, rc);
+        pool_mtr_free_buffers(&m);
+        if (rc != DKV_OK)
+            return rc;
+    }
+}
+
 /* ---- lookups --------------------------------------------------------------------------------- */
 
-/* The leaf that holds key, fixed shared (latch coupling from the root). */
-static int leaf_shared(struct btree *bt, const void *key, size_t klen, struct frame **fp)
+/* Descends from the root to the leaf that holds key, shared, with latch
+   coupling.  hi (BTREE_KEY_MAX bytes, or NULL): the smallest separator
+   above key on the path, the leaf's upper bound (*hilen 0: none, the
+   last leaf).  ra: prefetch the next ra leaves (from the leaf's parent).
+   leaf_no: stop above the leaf and return its number, fixing nothing. */
+static int descend(struct btree *bt, const void *key, size_t klen, struct frame **fp,
+                   unsigned char *hi, size_t *hilen, unsigned ra, uint32_t *leaf_no)
 {
     struct frame *f, *c;
-    uint32_t no = bt->root;
-    unsigned depth = 0;
+    uint32_t no = bt->root, ahead[64];
+    unsigned depth = 0, nahead = 0;
     int rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
 
+    if (hilen)
+        *hilen = 0;
     while (rc == DKV_OK && (rc = check_node(frame_data(f), no)) == DKV_OK &&
            node_level(frame_data(f)) > 0) {
+        const void *page = frame_data(f);
+        unsigned slot, n = node_count(page);
         if (++depth > BTREE_HEIGHT_MAX) {
             rc = PAGER_CORRUPT(no, "B+tree deeper than possible");
             break;
         }
-        no = node_child_for(frame_data(f), key, klen, NULL);
+        no = node_child_for(page, key, klen, &slot);
+        if (hi != NULL && slot < n) {
+            size_t l;
+            const unsigned char *k = node_key(page, slot, &l);
+            if (l > BTREE_KEY_MAX) {
+                rc = PAGER_CORRUPT(no, "B+tree separator longer than a key");
+                break;
+            }
+            memcpy(hi, k, l);
+            *hilen = l;
+        }
+        if (node_level(page) == 1) {
+            unsigned pos;
+            for (pos = slot + 1; pos <= n && nahead < ra && nahead < 64; pos++)
+                ahead[nahead++] = node_child(page, pos - 1);
+            if (leaf_no != NULL) {
+                *leaf_no = no;
+                pool_unfix(bt->pool, f);
+                return DKV_OK;
+            }
+        }
         rc = pool_fix(bt->pool, no, POOL_S, 0, &c);
         pool_unfix(bt->pool, f);
         f = rc == DKV_OK ? c : NULL;
@@ -322,6 +579,13 @@ static int leaf_shared(struct btree *bt, const void *key, size_t klen, struct fr
             pool_unfix(bt->pool, f);
         return rc;
     }
+    if (leaf_no != NULL) {               /* the root is the leaf */
+        *leaf_no = no;
+        pool_unfix(bt->pool, f);
+        return DKV_OK;
+    }
+    if (nahead > 0)
+        pool_prefetch(bt->pool, ahead, nahead);
     *fp = f;
     return DKV_OK;
 }
@@ -330,29 +594,149 @@ int btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
               size_t cap, size_t *vlen)
 {
     struct frame *f;
-    unsigned i, flags;
+    unsigned i;
     int found, rc;
 
     if (!key_ok(key, klen) || vlen == NULL || (cap > 0 && buf == NULL))
         return DKV_ERR_INVALID;
-    rc = leaf_shared(bt, key, klen, &f);
+    rc = descend(bt, key, klen, &f, NULL, NULL, 0, NULL);
     if (rc != DKV_OK)
         return rc;
     i = node_search(frame_data(f), key, klen, &found);
-    if (found) {
-        size_t len;
-        const unsigned char *v = node_value(frame_data(f), i, &len, &flags);
-        *vlen = len;
-        if (cap > 0)
-            memcpy(buf, v, len < cap ? len : cap);
-    }
+    if (found)
+        rc = leaf_value(bt, frame_data(f), i, buf, cap, vlen);
     pool_unfix(bt->pool, f);
-    return found ? DKV_OK : DKV_NOTFOUND;
+    return rc != DKV_OK ? rc : found ? DKV_OK : DKV_NOTFOUND;
+}
+
+int btree_leaf_for(struct btree *bt, const void *key, size_t klen, uint32_t *leaf_no)
+{
+    if (!key_ok(key, klen))
+        return DKV_ERR_INVALID;
+    return descend(bt, key, klen, NULL, NULL, NULL, 0, leaf_no);
+}
+
+int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
+               unsigned readahead, btree_scan_fn fn, void *arg)
+{
+    unsigned char *target = malloc(2 * BTREE_KEY_MAX), *hi = target + BTREE_KEY_MAX;
+    size_t tlen = 0, hilen;
+    unsigned char *vbuf = NULL;
+    size_t vcap = 0;
+    int rc = target ? DKV_OK : DKV_ERR_NOMEM;
+
+    if (rc == DKV_OK && key != NULL) {
+        if (klen > BTREE_KEY_MAX)
+            rc = DKV_ERR_INVALID;
+        else
+            memcpy(target, key, tlen = klen);
+    }
+    while (rc == DKV_OK) {
+        struct frame *f;
+        const void *page;
+        unsigned i = 0, n;
+        int found = 0, stop = 0;
+
+        rc = descend(bt, target, tlen, &f, hi, &hilen, readahead, NULL);
+        if (rc != DKV_OK)
+            break;
+        page = frame_data(f);
+        n = node_count(page);
+        if (tlen > 0) {
+            i = node_search(page, target, tlen, &found);
+            if (after && found)
+                i++;
+        }
+        for (; i < n && !stop && rc == DKV_OK; i++) {
+            size_t kl, vl, rl;
+            unsigned flags;
+            const unsigned char *k = node_key(page, i, &kl);
+            const unsigned char *v = node_value(page, i, &vl, &flags);
+            if (flags & NODE_VAL_OVERFLOW) {
+                rc = leaf_value(bt, page, i, NULL, 0, &vl);
+                if (rc == DKV_OK && vl > vcap) {
+                    unsigned char *nb = realloc(vbuf, vl);
+                    rc = nb ? DKV_OK : DKV_ERR_NOMEM;
+                    if (nb) {
+                        vbuf = nb;
+                        vcap = vl;
+                    }
+                }
+                if (rc == DKV_OK)
+                    rc = leaf_value(bt, page, i, vbuf, vl, &rl);
+                v = vbuf;
+                if (rc != DKV_OK)
+                    break;
+            }
+            stop = fn(arg, k, kl, v, vl);
+            if (stop < 0)
+                rc = stop;
+        }
+        pool_unfix(bt->pool, f);
+        if (rc != DKV_OK || stop || hilen == 0)
+            break;
+        /* The leaf is done: the next keys lie at or above its bound. */
+        memmove(target, hi, hilen);
+        tlen = hilen;
+        after = 0;
+    }
+    free(vbuf);
+    free(target);
+    return rc;
 }
 
 /* ---- writes: the leaf alone ---------------------------------------------------------------- */
 
 enum { WRITE_PUT, WRITE_DELETE };
+
+/* One put or delete on its way in: the cell, and for a value that goes to
+   overflow pages, where it stands. */
+struct wop {
+    int                  op;
+    struct cell          c;
+    const unsigned char *val;        /* the whole value                    */
+    size_t               vlen;
+    int                  ovf_due;    /* its pages are yet to be written    */
+    unsigned char        ref[NODE_OVERFLOW_REF];
+};
+
+static void set_ref(struct wop *o, uint32_t first)
+{
+    store_le32(o->ref, first);
+    store_le64(o->ref + 4, o->vlen);
+    o->c.val = o->ref;
+    o->c.vlen = sizeof(o->ref);
+    o->c.flags = NODE_VAL_OVERFLOW;
+}
+
+/* Writes the value's pages in m now, if they are due (after the tree's
+   pages are latched: page 0 always comes last). */
+static int materialize(struct btree *bt, struct pool_mtr *m, struct wop *o)
+{
+    size_t off = 0;
+    uint32_t first = 0, last = 0;
+    int rc;
+
+    if (!o->ovf_due)
+        return DKV_OK;
+    rc = ovf_write(bt, m, o->val, o->vlen, &off, ~0u, &first, &last);
+    if (rc == DKV_OK) {
+        o->ovf_due = 0;
+        set_ref(o, first);
+    }
+    return rc;
+}
+
+static size_t node_used(const struct btree *bt, const void *page)
+{
+    return bt->ps - NODE_HEADER_SIZE - node_free(page, bt->ps);
+}
+
+/* A node below a quarter full is merged with a sibling (rebalance). */
+static int underfull(const struct btree *bt, size_t used)
+{
+    return used < (bt->ps - NODE_HEADER_SIZE) / 4;
+}
 
 /* Fixes key's leaf exclusive in m, the inner nodes shared on the way and
    released (latch coupling).  DKV_ERR_BUSY when the root, found to be the
@@ -405,11 +789,11 @@ static int leaf_exclusive(struct btree *bt, struct pool_mtr *m, const void *key,
     return rc;
 }
 
-/* ---- writes: splits, holding the path ------------------------------------------------------- */
+/* ---- writes: splits and merges, holding the path ------------------------------------------ */
 
 struct path_node {
     struct frame *f;
-    unsigned      slot;          /* where the child below came from        */
+    unsigned      slot;          /* position of the child below (0: leftmost) */
 };
 
 struct wr {
@@ -463,7 +847,10 @@ static int insert_at(struct wr *w, unsigned i, unsigned slot, const struct cell 
 
 /* Splits node path[i] (full) while inserting c at slot: plans the halves
    with c counted in, moves the right half to a new node, puts c where it
-   belongs and the separator into the parent. */
+   belongs and the separator into the parent.  A leaf's separator is cut
+   to the shortest prefix of the right half's first key that is still above
+   the left half's last key (suffix truncation: shorter keys in the inner
+   nodes, so more children per node and fewer levels). */
 static int split_insert(struct wr *w, unsigned i, unsigned slot, const struct cell *c)
 {
     struct frame *f = w->path[i].f, *r;
@@ -522,8 +909,13 @@ static int split_insert(struct wr *w, unsigned i, unsigned slot, const struct ce
             rc = slot <= j ? op_insert(w->m, f, ps, slot, c)
                            : op_insert(w->m, r, ps, slot - cut, c);
         if (rc == DKV_OK) {
-            const unsigned char *k0 = node_key(frame_data(r), 0, &seplen);
-            memcpy(sep, k0, seplen);
+            size_t llen, rlen, common = 0;
+            const unsigned char *lk = node_key(page, node_count(page) - 1, &llen);
+            const unsigned char *rk = node_key(frame_data(r), 0, &rlen);
+            while (common < llen && common < rlen && lk[common] == rk[common])
+                common++;
+            seplen = common < rlen ? common + 1 : rlen;
+            memcpy(sep, rk, seplen);
         }
     } else {
         /* Virtual cell j goes up; left keeps [0, j), right (j, n]. */
@@ -562,6 +954,7 @@ static int split_insert(struct wr *w, unsigned i, unsigned slot, const struct ce
         sc.val = NULL;
         sc.vlen = 0;
         sc.child = frame_page_no(r);
+        sc.flags = 0;
         rc = insert_at(w, i - 1, w->path[i - 1].slot, &sc);
     }
 out:
@@ -586,12 +979,120 @@ static int insert_at(struct wr *w, unsigned i, unsigned slot, const struct cell 
     return split_insert(w, i, slot, c);
 }
 
-/* The long way: the whole path exclusive, splits as needed. */
-static int write_pessimistic(struct btree *bt, struct pool_mtr *m, int op,
-                             const struct cell *c)
+/* The child at position pos of an inner node (0: the leftmost). */
+static uint32_t child_at(const void *page, unsigned pos)
+{
+    return pos == 0 ? node_leftmost(page) : node_child(page, pos - 1);
+}
+
+/* The root is an inner node without separators: its only child's cells
+   move up into it and the child is freed (the root page never moves), as
+   often as that shortens the tree. */
+static int collapse_root(struct wr *w)
+{
+    struct frame *root = w->path[0].f, *c;
+    uint32_t ps = w->bt->ps;
+    int rc = DKV_OK;
+
+    while (rc == DKV_OK && node_level(frame_data(root)) > 0 &&
+           node_count(frame_data(root)) == 0) {
+        uint32_t no = node_leftmost(frame_data(root));
+        const void *cp;
+        unsigned i, n;
+        rc = pool_mtr_fix(w->m, no, POOL_X, 0, &c);
+        if (rc == DKV_OK)
+            rc = check_node(frame_data(c), no);
+        if (rc != DKV_OK)
+            break;
+        cp = frame_data(c);
+        n = node_count(cp);
+        if (node_level(cp) + 1 != node_level(frame_data(root)))
+            return PAGER_CORRUPT(no, "B+tree levels do not descend by one");
+        rc = op_init(w->m, root, ps, node_level(cp), node_leftmost(cp), 0);
+        for (i = 0; i < n && rc == DKV_OK; i++) {
+            struct cell x;
+            cell_of(cp, i, &x);
+            rc = op_insert(w->m, root, ps, i, &x);
+        }
+        if (rc == DKV_OK)
+            rc = pool_mtr_free(w->m, no);
+    }
+    return rc;
+}
+
+/* After a removal from path[i]: while a node is below a quarter full and
+   it fits with a sibling of the same parent into one node (three quarters
+   full at most, so the next insert does not split it again; or whole, when
+   the node is empty), the right one of the two moves into the left one and
+   is freed, and its separator leaves the parent, which is looked at next.
+   Latching a left sibling after the node is safe: every path to it passes
+   the parent, which this MTR holds exclusive, and no reader moves from
+   leaf to leaf (a scan re-descends from the root for each leaf). */
+static int rebalance(struct wr *w, unsigned i)
+{
+    uint32_t ps = w->bt->ps;
+    size_t cap = ps - NODE_HEADER_SIZE;
+
+    for (; i > 0; i--) {
+        struct frame *nf = w->path[i].f, *pf = w->path[i - 1].f, *of, *lf, *rf;
+        void *parent = frame_data(pf), *lp, *rp;
+        unsigned pos = w->path[i - 1].slot, n = node_count(parent), sep, k, j, rn;
+        size_t used = node_used(w->bt, frame_data(nf)), total, sklen;
+        const unsigned char *skey;
+        uint32_t other;
+        int leaf, rc;
+
+        if (!underfull(w->bt, used) || n == 0)
+            return DKV_OK;
+        other = pos < n ? node_child(parent, pos) : child_at(parent, pos - 1);
+        rc = pool_mtr_fix(w->m, other, POOL_X, 0, &of);
+        if (rc == DKV_OK)
+            rc = check_node(frame_data(of), other);
+        if (rc == DKV_OK && node_level(frame_data(of)) != node_level(frame_data(nf)))
+            rc = PAGER_CORRUPT(other, "B+tree siblings on different levels");
+        if (rc != DKV_OK)
+            return rc;
+        lf = pos < n ? nf : of;
+        rf = pos < n ? of : nf;
+        sep = pos < n ? pos : pos - 1;
+        lp = frame_data(lf);
+        rp = frame_data(rf);
+        leaf = node_level(lp) == 0;
+        skey = node_key(parent, sep, &sklen);
+        total = node_used(w->bt, lp) + node_used(w->bt, rp) +
+                (leaf ? 0 : node_inner_cell_size(sklen));
+        if (total > cap || (total > cap / 4 * 3 && used > 0))
+            return DKV_OK;
+        k = node_count(lp);
+        if (!leaf) {                /* the separator comes down over R's leftmost */
+            struct cell sc = { .key = skey, .klen = sklen, .child = node_leftmost(rp) };
+            rc = op_insert(w->m, lf, ps, k++, &sc);
+        }
+        rn = node_count(rp);
+        for (j = 0; j < rn && rc == DKV_OK; j++) {
+            struct cell x;
+            cell_of(rp, j, &x);
+            rc = op_insert(w->m, lf, ps, k++, &x);
+        }
+        if (rc == DKV_OK && leaf)
+            rc = op_set_right(w->m, lf, node_right(rp));
+        if (rc == DKV_OK)
+            rc = op_remove(w->m, pf, sep);
+        if (rc == DKV_OK)
+            rc = pool_mtr_free(w->m, frame_page_no(rf));
+        if (rc != DKV_OK)
+            return rc;
+    }
+    return collapse_root(w);
+}
+
+/* The long way: the whole path exclusive, splits or merges as needed. */
+static int write_pessimistic(struct btree *bt, struct pool_mtr *m, struct wop *o)
 {
     struct wr w = { .bt = bt, .m = m };
+    const struct cell *c = &o->c;
     uint32_t no = bt->root;
+    struct frame *leaf;
     int rc, found;
     unsigned at;
 
@@ -616,28 +1117,37 @@ static int write_pessimistic(struct btree *bt, struct pool_mtr *m, int op,
             break;
         no = node_child_for(page, c->key, c->klen, &w.path[w.depth - 1].slot);
     }
-    at = node_search(frame_data(w.path[w.depth - 1].f), c->key, c->klen, &found);
-    if (op == WRITE_DELETE) {
+    leaf = w.path[w.depth - 1].f;
+    at = node_search(frame_data(leaf), c->key, c->klen, &found);
+    if (o->op == WRITE_DELETE) {
         if (!found)
             return DKV_NOTFOUND;
-        return op_remove(m, w.path[w.depth - 1].f, at);
+        rc = ovf_retire(bt, m, frame_data(leaf), at);
+        if (rc == DKV_OK)
+            rc = op_remove(m, leaf, at);
+        return rc == DKV_OK ? rebalance(&w, w.depth - 1) : rc;
     }
     if (found) {
-        rc = op_remove(m, w.path[w.depth - 1].f, at);
+        rc = ovf_retire(bt, m, frame_data(leaf), at);
+        if (rc == DKV_OK)
+            rc = op_remove(m, leaf, at);
         if (rc != DKV_OK)
             return rc;
     }
-    return insert_at(&w, w.depth - 1, at, c);
+    rc = materialize(bt, m, o);
+    return rc == DKV_OK ? insert_at(&w, w.depth - 1, at, c) : rc;
 }
 
 /* The short way: only the leaf exclusive.  *long_way when it needs more
-   (a split, or a root that grew under it); nothing is changed then. */
-static int write_leaf(struct btree *bt, struct pool_mtr *m, int op,
-                      const struct cell *c, int *long_way)
+   (a split, a merge, or a root that grew under it); nothing is changed
+   then. */
+static int write_leaf(struct btree *bt, struct pool_mtr *m, struct wop *o, int *long_way)
 {
+    const struct cell *c = &o->c;
     struct frame *f;
     void *page;
     unsigned at;
+    size_t old = 0;
     int found, rc = leaf_exclusive(bt, m, c->key, c->klen, &f);
 
     *long_way = 0;
@@ -649,68 +1159,139 @@ static int write_leaf(struct btree *bt, struct pool_mtr *m, int op,
         return rc;
     page = frame_data(f);
     at = node_search(page, c->key, c->klen, &found);
-    if (op == WRITE_DELETE)
-        return found ? op_remove(m, f, at) : DKV_NOTFOUND;
-    {
-        size_t need = node_leaf_cell_size(c->klen, c->vlen), have = node_free(page, bt->ps);
-        if (found) {
-            size_t vlen;
-            unsigned flags;
-            node_value(page, at, &vlen, &flags);
-            have += node_leaf_cell_size(c->klen, vlen);
-        }
-        if (have < need) {
+    if (found) {
+        size_t vlen;
+        unsigned flags;
+        size_t klen;
+        node_key(page, at, &klen);
+        node_value(page, at, &vlen, &flags);
+        old = node_leaf_cell_size(klen, vlen);
+    }
+    if (o->op == WRITE_DELETE) {
+        if (!found)
+            return DKV_NOTFOUND;
+        if (frame_page_no(f) != bt->root && underfull(bt, node_used(bt, page) - old)) {
             *long_way = 1;
             return DKV_OK;
         }
+        rc = ovf_retire(bt, m, page, at);
+        return rc == DKV_OK ? op_remove(m, f, at) : rc;
     }
-    if (found && (rc = op_remove(m, f, at)) != DKV_OK)
-        return rc;
-    return op_insert(m, f, bt->ps, at, c);
+    if (node_free(page, bt->ps) + old < node_leaf_cell_size(c->klen, c->vlen)) {
+        *long_way = 1;
+        return DKV_OK;
+    }
+    if (found) {
+        rc = ovf_retire(bt, m, page, at);
+        if (rc == DKV_OK)
+            rc = op_remove(m, f, at);
+        if (rc != DKV_OK)
+            return rc;
+    }
+    rc = materialize(bt, m, o);
+    return rc == DKV_OK ? op_insert(m, f, bt->ps, at, c) : rc;
 }
 
-static int write_one(struct btree *bt, int op, const struct cell *c)
+/* Starts an MTR of unit u.  Only a unit's first MTR waits for log room: a
+   later one must not wait for a checkpoint that its own unfinished unit
+   holds back (its pages cannot be written, W4). */
+static int unit_mtr_start(struct btree *bt, struct btree_unit *u, struct pool_mtr *m)
 {
-    struct pool_mtr m;
-    int rc, long_way = 0;
+    if (u->mtrs++ == 0)
+        return store_mtr_start(bt->s, m);
+    pool_mtr_start(m, bt->pool);
+    return DKV_OK;
+}
 
-    rc = store_mtr_start(bt->s, &m);
+/* Commits m as part of u: flags WAL_UNIT_END (and WAL_SYNC) end the unit.
+   A unit that fails after some of its MTRs reached the log could never
+   end - a later unit's end would complete it half done - so the store
+   fails for good, as for a failed commit (E4); reopening recovers. */
+static int unit_commit(struct btree *bt, struct btree_unit *u, struct pool_mtr *m,
+                       int rc, int flags)
+{
     if (rc == DKV_OK)
-        rc = write_leaf(bt, &m, op, c, &long_way);
-    if (rc == DKV_OK && long_way) {
-        pool_mtr_release(&m);                   /* nothing changed yet */
-        pool_mtr_free_buffers(&m);
-        rc = store_mtr_start(bt->s, &m);
-        if (rc == DKV_OK)
-            rc = write_pessimistic(bt, &m, op, c);
-    }
-    if (rc == DKV_OK)
-        rc = store_commit(bt->s, &m, WAL_UNIT_END | WAL_SYNC);
+        rc = store_commit(bt->s, m, flags);
     else
-        store_mtr_cancel(bt->s, &m, rc);       /* NOTFOUND changed nothing */
-    pool_mtr_free_buffers(&m);
+        store_mtr_cancel(bt->s, m, rc);       /* NOTFOUND changed nothing */
+    pool_mtr_free_buffers(m);
+    if (rc == DKV_OK && !(flags & WAL_UNIT_END))
+        u->committed++;
+    if (rc < 0 && u->committed > 0)
+        wal_fail(store_wal(bt->s), rc);
+    if ((flags & WAL_UNIT_END) || rc < 0)
+        u->mtrs = u->committed = 0;
     return rc;
 }
 
-int btree_put(struct btree *bt, const void *key, size_t klen, const void *val,
-              size_t vlen)
+static int write_one(struct btree *bt, struct btree_unit *u, struct wop *o)
 {
-    struct cell c = { .key = key, .klen = klen, .val = val, .vlen = vlen };
+    struct btree_unit own = { 0 };
+    int flags = u == NULL ? WAL_UNIT_END | WAL_SYNC : 0;
+    struct pool_mtr m;
+    int rc = DKV_OK, long_way = 0;
 
-    if (!key_ok(key, klen) || (vlen > 0 && val == NULL))
-        return DKV_ERR_INVALID;
-    if (vlen > btree_max_value(bt, klen))
-        return DKV_ERR_UNSUPPORTED;
-    return write_one(bt, WRITE_PUT, &c);
+    if (u == NULL)
+        u = &own;
+    if (o->ovf_due && btree_value_pages(bt, o->c.klen, o->vlen) > OVF_MTR_PAGES) {
+        /* Many pages: written in MTRs of their own before the tree's, all
+           one unit (the caller holds the log for multi-MTR units, E3). */
+        size_t off = 0;
+        uint32_t first = 0, last = 0;
+        while (rc == DKV_OK && off < o->vlen) {
+            rc = unit_mtr_start(bt, u, &m);
+            if (rc == DKV_OK)
+                rc = ovf_write(bt, &m, o->val, o->vlen, &off, OVF_MTR_PAGES, &first, &last);
+            rc = unit_commit(bt, u, &m, rc, 0);
+        }
+        if (rc != DKV_OK)
+            return rc;
+        o->ovf_due = 0;
+        set_ref(o, first);
+    }
+    rc = unit_mtr_start(bt, u, &m);
+    if (rc == DKV_OK)
+        rc = write_leaf(bt, &m, o, &long_way);
+    if (rc == DKV_OK && long_way) {
+        pool_mtr_release(&m);                   /* nothing changed yet */
+        pool_mtr_free_buffers(&m);
+        pool_mtr_start(&m, bt->pool);           /* the log room is checked */
+        rc = write_pessimistic(bt, &m, o);
+    }
+    return unit_commit(bt, u, &m, rc, flags);
 }
 
-int btree_delete(struct btree *bt, const void *key, size_t klen)
+int btree_put(struct btree *bt, struct btree_unit *u, const void *key, size_t klen,
+              const void *val, size_t vlen)
 {
-    struct cell c = { .key = key, .klen = klen };
+    struct wop o = { .op = WRITE_PUT, .c = { .key = key, .klen = klen, .val = val,
+                                             .vlen = vlen },
+                     .val = val, .vlen = vlen };
+
+    if (!key_ok(key, klen) || (vlen > 0 && val == NULL) || vlen > DKV_VALUE_MAX)
+        return DKV_ERR_INVALID;
+    if (vlen > btree_max_value(bt, klen)) {
+        o.ovf_due = 1;
+        set_ref(&o, 0);            /* the size the cell will have */
+    }
+    return write_one(bt, u, &o);
+}
+
+int btree_delete(struct btree *bt, struct btree_unit *u, const void *key, size_t klen)
+{
+    struct wop o = { .op = WRITE_DELETE, .c = { .key = key, .klen = klen } };
 
     if (!key_ok(key, klen))
         return DKV_ERR_INVALID;
-    return write_one(bt, WRITE_DELETE, &c);
+    return write_one(bt, u, &o);
+}
+
+int btree_unit_end(struct btree *bt, struct btree_unit *u)
+{
+    struct pool_mtr m;
+    int rc = unit_mtr_start(bt, u, &m);
+
+    return unit_commit(bt, u, &m, rc, WAL_UNIT_END | WAL_SYNC);
 }
 
 /* ---- checking ------------------------------------------------------------------------------------ */

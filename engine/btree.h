@@ -17,7 +17,8 @@
 
 #include "engine.h"
 
-#define BTREE_META_ROOT 0u          /* file header meta slot: the root page */
+#define BTREE_META_ROOT  0u         /* file header meta slot: the root page */
+#define BTREE_META_PURGE 1u         /* the first overflow chain to be freed */
 
 /* Redo record types of the tree (engine-defined: > REDO_PAGER_MAX). */
 enum btree_redo {
@@ -47,13 +48,53 @@ size_t btree_max_value(const struct btree *bt, size_t klen);
    length.  DKV_NOTFOUND when absent. */
 int  btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
                size_t cap, size_t *vlen);
-/* Inserts or replaces key's value, durable on return in DKV_COMMIT_SYNC
-   mode.  DKV_ERR_INVALID for an empty or over-long key;
-   DKV_ERR_UNSUPPORTED for a value longer than btree_max_value. */
-int  btree_put(struct btree *bt, const void *key, size_t klen,
-               const void *val, size_t vlen);
+/* The overflow pages a value of vlen bytes takes (0: it stays in its leaf). */
+uint64_t btree_value_pages(const struct btree *bt, size_t klen, size_t vlen);
+
+/* A commit unit of several writes (a batch): its MTRs reach the log
+   together, the last one marked as the unit's end (btree_unit_end).  The
+   caller lets no other write into the log meanwhile (E3).  Zero it to
+   start. */
+struct btree_unit {
+    unsigned mtrs;              /* MTRs started in this unit              */
+    unsigned committed;         /* of them, appended to the log           */
+};
+
+/* Inserts or replaces key's value.  u NULL: the write is a unit of its
+   own, durable on return in DKV_COMMIT_SYNC mode; a value of more than
+   8 overflow pages takes several MTRs then, so the caller must keep other
+   writes out of the log as for a unit.  DKV_ERR_INVALID for an empty or
+   over-long key or a value over DKV_VALUE_MAX.  A failure after a unit's
+   first MTRs reached the log fails the store for good (E4). */
+int  btree_put(struct btree *bt, struct btree_unit *u, const void *key,
+               size_t klen, const void *val, size_t vlen);
 /* Removes key; DKV_NOTFOUND when absent. */
-int  btree_delete(struct btree *bt, const void *key, size_t klen);
+int  btree_delete(struct btree *bt, struct btree_unit *u, const void *key,
+                  size_t klen);
+/* Ends unit u (durable on return in DKV_COMMIT_SYNC mode). */
+int  btree_unit_end(struct btree *bt, struct btree_unit *u);
+
+/* Frees the overflow chains of values deleted or replaced (the purge
+   list), one MTR of at most 8 pages at a time, each its own unit.  Run
+   after writes when btree_purge_pending, outside any unit. */
+int  btree_purge(struct btree *bt);
+int  btree_purge_pending(const struct btree *bt);
+
+/* The leaf page that holds key, found through the inner nodes without
+   fixing the leaf (a hint for prefetching: it may change at once). */
+int  btree_leaf_for(struct btree *bt, const void *key, size_t klen,
+                    uint32_t *leaf_no);
+
+/* Calls fn for each key >= key (> key when after; key NULL: from the
+   first) with its value, in order, until fn returns non-zero (negative:
+   an error, returned) or the keys end.  Each leaf is read under its latch
+   and left before the next is found from the root by the leaf's upper
+   bound, so a scan holds one leaf at a time and never waits on a writer
+   for long.  readahead: prefetch that many following leaves. */
+typedef int (*btree_scan_fn)(void *arg, const unsigned char *key, size_t klen,
+                             const unsigned char *val, size_t vlen);
+int  btree_scan(struct btree *bt, const void *key, size_t klen, int after,
+                unsigned readahead, btree_scan_fn fn, void *arg);
 
 /* Walks the whole tree: every node passes node_check, levels descend by
    one, separators bound their subtrees, leaves are chained left to right

@@ -1,11 +1,21 @@
 /*
- * db.c - the dkv_* entry points of include/dkv.h.  So far: options,
- * error names and the I/O engine queries; the key-value operations come
- * with the B+tree (engine/README.md).
+ * db.c - the dkv_* entry points of include/dkv.h: options, error names,
+ * opening and closing, puts, gets, deletes, batches, multi-gets,
+ * iterators, sync, checkpoints and statistics, over the B+tree (btree.c)
+ * and the page store (store.c).  Design: engine/README.md.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE                 /* pthread_rwlockattr_setkind_np */
+#endif
 #include "dkv.h"
 
+#include "btree.h"
+#include "engine.h"
 #include "pager/io.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define DKV_POOL_SIZE_DEFAULT       (128u << 20)
 #define DKV_COMMIT_INTERVAL_DEFAULT 1000u
@@ -49,4 +59,657 @@ DKV_EXPORT const char *dkv_io_engine_name(int io_engine)
 DKV_EXPORT int dkv_io_engine_built(int io_engine)
 {
     return io_engine_name(io_engine) != NULL && io_engine_built(io_engine);
+}
+
+/* ---- the database ------------------------------------------------------------------- */
+
+/*
+ * Writers and readers (engine/README.md, section 6):
+ *
+ * - A write that is one MTR (a put or delete whose value fits in at most
+ *   BTREE_OVF_MTR_PAGES overflow pages) holds `units` shared: any number
+ *   run at once, latching only the pages they change.
+ * - A write of several MTRs (a batch, a long value) holds `units`
+ *   exclusive, since its MTRs must reach the log together (E3), and keeps
+ *   `batch_seq` odd while it applies a batch.
+ * - A lookup takes no lock: it reads `batch_seq` before and after, and
+ *   repeats when a batch ran in between, so it never sees half a batch.
+ */
+struct dkv_db {
+    struct store     *s;
+    struct btree     *bt;
+    int               read_only;
+    uint32_t          ps;
+    uint64_t          frames;           /* pool frames                    */
+    uint64_t          log_capacity;
+    pthread_rwlock_t  units;
+    uint64_t          batch_seq;        /* atomic; odd during a batch     */
+    unsigned          iters;            /* atomic; iterators open         */
+};
+
+#define DKV_LOG_CAPACITY   (256ull << 20)
+#define DKV_OVF_MTR_PAGES  8u            /* as btree.c: pages one MTR writes */
+
+static int valid_options(const dkv_options *o)
+{
+    return o->page_size == 0 ||
+           (o->page_size >= 4096 && o->page_size <= 65536 &&
+            (o->page_size & (o->page_size - 1)) == 0);
+}
+
+DKV_EXPORT int dkv_open(const char *path, const dkv_options *opts, dkv_db **dbp)
+{
+    dkv_options def;
+    struct store_config cfg;
+    pthread_rwlockattr_t attr;
+    struct pool_stats ps;
+    dkv_db *db;
+    int rc;
+
+    if (dbp != NULL)
+        *dbp = NULL;
+    if (opts == NULL) {
+        dkv_options_init(&def);
+        opts = &def;
+    }
+    if (path == NULL || *path == '\0' || dbp == NULL || !valid_options(opts) ||
+        opts->io_engine < DKV_IO_AUTO || opts->io_engine > DKV_IO_PSYNC ||
+        (opts->commit_mode != DKV_COMMIT_SYNC && opts->commit_mode != DKV_COMMIT_ASYNC))
+        return DKV_ERR_INVALID;
+    if (dkv_io_engine_name(opts->io_engine) != NULL && opts->io_engine != DKV_IO_AUTO &&
+        !dkv_io_engine_built(opts->io_engine))
+        return DKV_ERR_UNSUPPORTED;
+    db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        return DKV_ERR_NOMEM;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.pool_size = opts->pool_size;
+    cfg.page_size = opts->page_size;
+    cfg.io_engine = opts->io_engine;
+    cfg.direct = opts->direct;
+    cfg.commit_mode = opts->commit_mode;
+    cfg.commit_interval_ms = opts->commit_interval_ms;
+    cfg.create = opts->create_if_missing && !opts->read_only;
+    cfg.log_capacity = DKV_LOG_CAPACITY;
+    cfg.apply = btree_redo;
+    db->read_only = opts->read_only != 0;
+    db->log_capacity = DKV_LOG_CAPACITY;
+    pthread_rwlockattr_init(&attr);
+    /* A batch must not starve behind a stream of single puts. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&db->units, &attr);
+    pthread_rwlockattr_destroy(&attr);
+
+    rc = store_open(path, &cfg, &db->s, NULL);
+    if (rc == DKV_OK) {
+        rc = btree_open(db->s, &db->bt);
+        if (rc != DKV_OK) {
+            store_abandon(db->s);
+            db->s = NULL;
+        }
+    }
+    if (rc == DKV_OK && !db->read_only && btree_purge_pending(db->bt))
+        rc = btree_purge(db->bt);          /* chains a crash left on the list */
+    if (rc != DKV_OK) {
+        if (db->bt != NULL) {
+            btree_close(db->bt);
+            store_abandon(db->s);
+        }
+        pthread_rwlock_destroy(&db->units);
+        free(db);
+        return rc;
+    }
+    db->ps = store_page_size(db->s);
+    pool_stats_get(store_pool(db->s), &ps);
+    db->frames = ps.frames;
+    *dbp = db;
+    return DKV_OK;
+}
+
+DKV_EXPORT int dkv_close(dkv_db *db)
+{
+    int rc;
+
+    if (db == NULL)
+        return DKV_OK;
+    /* An iterator would be left pointing into a freed database. */
+    if (__atomic_load_n(&db->iters, __ATOMIC_ACQUIRE) != 0)
+        return DKV_ERR_BUSY;
+    btree_close(db->bt);
+    rc = store_close(db->s);
+    pthread_rwlock_destroy(&db->units);
+    free(db);
+    return rc;
+}
+
+static int key_ok(const void *key, size_t klen)
+{
+    return key != NULL && klen > 0 && klen <= DKV_KEY_MAX;
+}
+
+/* After writes that retired overflow chains: free their pages (each its
+   own unit; the caller holds `units` as for a one-MTR write or more). */
+static int purge(dkv_db *db, int rc)
+{
+    if (rc >= 0 && btree_purge_pending(db->bt)) {
+        int prc = btree_purge(db->bt);
+        if (prc != DKV_OK)
+            return prc;
+    }
+    return rc;
+}
+
+/* A put or delete as a unit of its own. */
+static int write_single(dkv_db *db, int del, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    int many, rc;
+
+    if (db == NULL || !key_ok(key, klen) ||
+        (!del && ((vlen > 0 && val == NULL) || vlen > DKV_VALUE_MAX)))
+        return DKV_ERR_INVALID;
+    if (db->read_only)
+        return DKV_ERR_READONLY;
+    many = !del && btree_value_pages(db->bt, klen, vlen) > DKV_OVF_MTR_PAGES;
+    /* A write's pages stay in the pool until it ends (W4). */
+    if (many && btree_value_pages(db->bt, klen, vlen) + 16 > db->frames / 2)
+        return DKV_ERR_INVALID;
+    if (many)
+        pthread_rwlock_wrlock(&db->units);
+    else
+        pthread_rwlock_rdlock(&db->units);
+    rc = del ? btree_delete(db->bt, NULL, key, klen)
+             : btree_put(db->bt, NULL, key, klen, val, vlen);
+    rc = purge(db, rc);
+    pthread_rwlock_unlock(&db->units);
+    return rc;
+}
+
+DKV_EXPORT int dkv_put(dkv_db *db, const void *key, size_t klen, const void *val,
+                       size_t vlen)
+{
+    return write_single(db, 0, key, klen, val, vlen);
+}
+
+DKV_EXPORT int dkv_delete(dkv_db *db, const void *key, size_t klen)
+{
+    return write_single(db, 1, key, klen, NULL, 0);
+}
+
+/* ---- lookups ----------------------------------------------------------------------------- */
+
+/* The batch sequence a lookup starts at: never inside a batch (it waits
+   for the batch by taking `units` shared once). */
+static uint64_t read_begin(dkv_db *db)
+{
+    for (;;) {
+        uint64_t seq = __atomic_load_n(&db->batch_seq, __ATOMIC_ACQUIRE);
+        if ((seq & 1) == 0)
+            return seq;
+        pthread_rwlock_rdlock(&db->units);
+        pthread_rwlock_unlock(&db->units);
+    }
+}
+
+/* 1 when a batch ran since read_begin returned seq: the lookup repeats. */
+static int read_retry(dkv_db *db, uint64_t seq)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&db->batch_seq, __ATOMIC_RELAXED) != seq;
+}
+
+DKV_EXPORT int dkv_get(dkv_db *db, const void *key, size_t klen, void *buf,
+                       size_t cap, size_t *vlen)
+{
+    uint64_t seq;
+    int rc;
+
+    if (db == NULL || !key_ok(key, klen) || vlen == NULL || (cap > 0 && buf == NULL))
+        return DKV_ERR_INVALID;
+    do {
+        seq = read_begin(db);
+        rc = btree_get(db->bt, key, klen, buf, cap, vlen);
+    } while (read_retry(db, seq));
+    return rc;
+}
+
+struct mg_key {
+    const void *key;
+    size_t      klen;
+    size_t      idx;
+    uint32_t    leaf;
+};
+
+static int mg_cmp(const void *a, const void *b)
+{
+    const struct mg_key *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+
+    return c != 0 ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static int leaf_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+DKV_EXPORT int dkv_multi_get(dkv_db *db, size_t n, const void *const *keys,
+                             const size_t *klens, void *const *bufs,
+                             const size_t *caps, size_t *vlens, int *rcs)
+{
+    struct mg_key *mk;
+    uint32_t *leaves;
+    size_t i, nl = 0;
+    uint64_t seq;
+    int rc = DKV_OK;
+
+    if (db == NULL || (n > 0 && (keys == NULL || klens == NULL || bufs == NULL ||
+                                 caps == NULL || vlens == NULL || rcs == NULL)))
+        return DKV_ERR_INVALID;
+    if (n == 0)
+        return DKV_OK;
+    mk = malloc(n * sizeof(*mk));
+    leaves = malloc(n * sizeof(*leaves));
+    if (mk == NULL || leaves == NULL) {
+        free(mk);
+        free(leaves);
+        return DKV_ERR_NOMEM;
+    }
+    /* In key order: neighbouring keys share inner nodes and leaves. */
+    for (i = 0; i < n; i++) {
+        mk[i].key = keys[i];
+        mk[i].klen = klens[i];
+        mk[i].idx = i;
+        rcs[i] = key_ok(keys[i], klens[i]) && (caps[i] == 0 || bufs[i] != NULL)
+                     ? DKV_OK : DKV_ERR_INVALID;
+    }
+    qsort(mk, n, sizeof(*mk), mg_cmp);
+    /* The leaves through the inner levels (normally in the pool), then all
+       that are missing as one batch of asynchronous reads ... */
+    for (i = 0; i < n; i++) {
+        if (rcs[mk[i].idx] != DKV_OK)
+            continue;
+        if (btree_leaf_for(db->bt, mk[i].key, mk[i].klen, &mk[i].leaf) == DKV_OK)
+            leaves[nl++] = mk[i].leaf;
+    }
+    qsort(leaves, nl, sizeof(*leaves), leaf_cmp);
+    {
+        size_t u = 0;
+        for (i = 0; i < nl; i++)
+            if (u == 0 || leaves[u - 1] != leaves[i])
+                leaves[u++] = leaves[i];
+        nl = u;
+    }
+    if (nl > 1)
+        pool_prefetch(store_pool(db->s), leaves, (unsigned)nl);
+    /* ... then each lookup, which finds its leaf read or on its way. */
+    do {
+        seq = read_begin(db);
+        for (i = 0; i < n; i++) {
+            size_t k = mk[i].idx;
+            if (rcs[k] == DKV_ERR_INVALID) {
+                rc = rc == DKV_OK ? DKV_ERR_INVALID : rc;
+                continue;
+            }
+            rcs[k] = btree_get(db->bt, keys[k], klens[k], bufs[k], caps[k], &vlens[k]);
+            if (rcs[k] < 0 && rc == DKV_OK)
+                rc = rcs[k];
+        }
+    } while (read_retry(db, seq) && (rc = DKV_OK) == DKV_OK);
+    free(mk);
+    free(leaves);
+    return rc;
+}
+
+/* ---- batches ----------------------------------------------------------------------------- */
+
+/* A batch is a byte string of operations: u8 kind, u32 key length, u32
+   value length, key, value. */
+struct dkv_batch {
+    unsigned char *buf;
+    size_t         len, cap;
+    size_t         ops;
+    uint64_t       bytes;               /* keys and values                */
+    uint64_t       big;                 /* values too long for a leaf     */
+};
+
+enum { BOP_PUT = 1, BOP_DELETE = 2 };
+#define BOP_HDR 9u
+
+DKV_EXPORT dkv_batch *dkv_batch_new(void)
+{
+    return calloc(1, sizeof(struct dkv_batch));
+}
+
+static int batch_add(dkv_batch *b, int kind, const void *key, size_t klen,
+                     const void *val, size_t vlen)
+{
+    size_t need;
+    unsigned char *p;
+
+    if (b == NULL || !key_ok(key, klen) || vlen > DKV_VALUE_MAX || (vlen > 0 && val == NULL))
+        return DKV_ERR_INVALID;
+    need = b->len + BOP_HDR + klen + vlen;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(b->buf, cap);
+        if (p == NULL)
+            return DKV_ERR_NOMEM;
+        b->buf = p;
+        b->cap = cap;
+    }
+    p = b->buf + b->len;
+    p[0] = (unsigned char)kind;
+    memcpy(p + 1, &(uint32_t){ (uint32_t)klen }, 4);
+    memcpy(p + 5, &(uint32_t){ (uint32_t)vlen }, 4);
+    memcpy(p + BOP_HDR, key, klen);
+    if (vlen > 0)
+        memcpy(p + BOP_HDR + klen, val, vlen);
+    b->len = need;
+    b->ops++;
+    b->bytes += klen + vlen;
+    return DKV_OK;
+}
+
+DKV_EXPORT int dkv_batch_put(dkv_batch *b, const void *key, size_t klen,
+                             const void *val, size_t vlen)
+{
+    return batch_add(b, BOP_PUT, key, klen, val, vlen);
+}
+
+DKV_EXPORT int dkv_batch_delete(dkv_batch *b, const void *key, size_t klen)
+{
+    return batch_add(b, BOP_DELETE, key, klen, NULL, 0);
+}
+
+DKV_EXPORT void dkv_batch_clear(dkv_batch *b)
+{
+    if (b != NULL)
+        b->len = b->ops = b->bytes = b->big = 0;
+}
+
+DKV_EXPORT void dkv_batch_free(dkv_batch *b)
+{
+    if (b != NULL) {
+        free(b->buf);
+        free(b);
+    }
+}
+
+/* Whether a batch fits in what a commit unit may hold: its pages stay in
+   the pool until it ends (W4) and its log must fit well inside the log.
+   Counted generously: every operation a leaf of its own, the splits its
+   bytes can cause on every level, and every overflow page. */
+static int batch_fits(dkv_db *db, const dkv_batch *b)
+{
+    uint64_t pages = 8, logb = 0;
+    size_t off = 0;
+
+    while (off < b->len) {
+        uint32_t klen, vlen;
+        memcpy(&klen, b->buf + off + 1, 4);
+        memcpy(&vlen, b->buf + off + 5, 4);
+        pages += 1 + btree_value_pages(db->bt, klen, vlen);
+        logb += 2 * (uint64_t)(klen + vlen) + 64;
+        off += BOP_HDR + klen + vlen;
+    }
+    pages += 4 * (2 * b->bytes / db->ps + 1);
+    return pages <= db->frames / 2 && logb <= db->log_capacity / 8;
+}
+
+DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
+{
+    struct btree_unit u = { 0 };
+    size_t off = 0;
+    int rc = DKV_OK;
+
+    if (db == NULL || b == NULL)
+        return DKV_ERR_INVALID;
+    if (db->read_only)
+        return DKV_ERR_READONLY;
+    if (b->ops == 0)
+        return DKV_OK;
+    if (!batch_fits(db, b))
+        return DKV_ERR_INVALID;
+    if (b->ops == 1) {                  /* a unit of one write already */
+        uint32_t klen, vlen;
+        memcpy(&klen, b->buf + 1, 4);
+        memcpy(&vlen, b->buf + 5, 4);
+        rc = write_single(db, b->buf[0] == BOP_DELETE, b->buf + BOP_HDR, klen,
+                          b->buf + BOP_HDR + klen, vlen);
+        return rc == DKV_NOTFOUND ? DKV_OK : rc;
+    }
+    pthread_rwlock_wrlock(&db->units);
+    __atomic_add_fetch(&db->batch_seq, 1, __ATOMIC_ACQ_REL);
+    while (rc >= 0 && off < b->len) {
+        const unsigned char *p = b->buf + off;
+        uint32_t klen, vlen;
+        memcpy(&klen, p + 1, 4);
+        memcpy(&vlen, p + 5, 4);
+        rc = p[0] == BOP_DELETE ? btree_delete(db->bt, &u, p + BOP_HDR, klen)
+                                : btree_put(db->bt, &u, p + BOP_HDR, klen,
+                                            p + BOP_HDR + klen, vlen);
+        off += BOP_HDR + klen + vlen;
+    }
+    /* A failure part way has failed the store (btree_put: E4), so the
+       batch's first MTRs can never be completed by a later unit. */
+    if (rc >= 0)
+        rc = btree_unit_end(db->bt, &u);
+    __atomic_add_fetch(&db->batch_seq, 1, __ATOMIC_ACQ_REL);
+    rc = purge(db, rc);
+    pthread_rwlock_unlock(&db->units);
+    return rc;
+}
+
+/* ---- iterators ---------------------------------------------------------------------------- */
+
+/* An iterator copies a run of keys and values out of the tree (at least
+   one, and whole leaves' worth up to ITER_FILL bytes), then serves them
+   from its buffer; past the end it copies the run after the last key it
+   served.  So it holds no latch between calls, and each key that no write
+   touches during the scan is seen exactly once, in order (README 6). */
+#define ITER_FILL      (128u << 10)
+#define ITER_READAHEAD 16u
+
+struct dkv_iter {
+    dkv_db        *db;
+    unsigned char *buf;               /* entries: u32 klen, u32 vlen, key, value */
+    size_t         len, cap, pos;
+    int            valid;
+    int            done;              /* the tree has nothing after buf  */
+    int            error;
+    unsigned char  last[DKV_KEY_MAX];
+    size_t         last_len;
+};
+
+DKV_EXPORT int dkv_iter_new(dkv_db *db, dkv_iter **itp)
+{
+    dkv_iter *it;
+
+    if (itp != NULL)
+        *itp = NULL;
+    if (db == NULL || itp == NULL)
+        return DKV_ERR_INVALID;
+    it = calloc(1, sizeof(*it));
+    if (it == NULL)
+        return DKV_ERR_NOMEM;
+    it->db = db;
+    __atomic_add_fetch(&db->iters, 1, __ATOMIC_ACQ_REL);
+    *itp = it;
+    return DKV_OK;
+}
+
+static int iter_take(void *arg, const unsigned char *key, size_t klen,
+                     const unsigned char *val, size_t vlen)
+{
+    dkv_iter *it = arg;
+    size_t need = it->len + 8 + klen + vlen;
+
+    if (need > it->cap) {
+        size_t cap = it->cap ? it->cap : 16384;
+        unsigned char *p;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(it->buf, cap);
+        if (p == NULL)
+            return DKV_ERR_NOMEM;
+        it->buf = p;
+        it->cap = cap;
+    }
+    memcpy(it->buf + it->len, &(uint32_t){ (uint32_t)klen }, 4);
+    memcpy(it->buf + it->len + 4, &(uint32_t){ (uint32_t)vlen }, 4);
+    memcpy(it->buf + it->len + 8, key, klen);
+    if (vlen > 0)
+        memcpy(it->buf + it->len + 8 + klen, val, vlen);
+    it->len = need;
+    return it->len >= ITER_FILL;      /* 1: enough for now */
+}
+
+/* Copies the next run: from key (after it when after). */
+static int iter_fill(dkv_iter *it, const void *key, size_t klen, int after)
+{
+    int rc;
+
+    it->len = it->pos = 0;
+    rc = btree_scan(it->db->bt, key, klen, after, ITER_READAHEAD, iter_take, it);
+    it->done = rc == DKV_OK && it->len < ITER_FILL;
+    if (rc < 0) {
+        it->error = rc;
+        it->valid = 0;
+        return rc;
+    }
+    it->valid = it->len > 0;
+    if (it->valid) {
+        uint32_t kl;
+        memcpy(&kl, it->buf, 4);
+        memcpy(it->last, it->buf + 8, kl);
+        it->last_len = kl;
+    }
+    return DKV_OK;
+}
+
+DKV_EXPORT int dkv_iter_seek(dkv_iter *it, const void *key, size_t klen)
+{
+    if (it == NULL || (key != NULL && (klen == 0 || klen > DKV_KEY_MAX)))
+        return DKV_ERR_INVALID;
+    it->error = 0;
+    return iter_fill(it, key, key ? klen : 0, 0);
+}
+
+DKV_EXPORT int dkv_iter_valid(const dkv_iter *it)
+{
+    return it != NULL && it->valid;
+}
+
+DKV_EXPORT int dkv_iter_next(dkv_iter *it)
+{
+    uint32_t kl, vl;
+
+    if (it == NULL)
+        return DKV_ERR_INVALID;
+    if (!it->valid)
+        return it->error ? it->error : DKV_ERR_INVALID;
+    memcpy(&kl, it->buf + it->pos, 4);
+    memcpy(&vl, it->buf + it->pos + 4, 4);
+    it->pos += 8 + (size_t)kl + vl;
+    if (it->pos < it->len) {
+        memcpy(&kl, it->buf + it->pos, 4);
+        memcpy(it->last, it->buf + it->pos + 8, kl);
+        it->last_len = kl;
+        return DKV_OK;
+    }
+    if (it->done) {
+        it->valid = 0;
+        return DKV_OK;
+    }
+    return iter_fill(it, it->last, it->last_len, 1);
+}
+
+DKV_EXPORT const void *dkv_iter_key(const dkv_iter *it, size_t *klen)
+{
+    uint32_t kl;
+
+    if (it == NULL || !it->valid) {
+        if (klen)
+            *klen = 0;
+        return NULL;
+    }
+    memcpy(&kl, it->buf + it->pos, 4);
+    if (klen)
+        *klen = kl;
+    return it->buf + it->pos + 8;
+}
+
+DKV_EXPORT const void *dkv_iter_value(const dkv_iter *it, size_t *vlen)
+{
+    uint32_t kl, vl;
+
+    if (it == NULL || !it->valid) {
+        if (vlen)
+            *vlen = 0;
+        return NULL;
+    }
+    memcpy(&kl, it->buf + it->pos, 4);
+    memcpy(&vl, it->buf + it->pos + 4, 4);
+    if (vlen)
+        *vlen = vl;
+    return it->buf + it->pos + 8 + kl;
+}
+
+DKV_EXPORT void dkv_iter_free(dkv_iter *it)
+{
+    if (it == NULL)
+        return;
+    __atomic_sub_fetch(&it->db->iters, 1, __ATOMIC_ACQ_REL);
+    free(it->buf);
+    free(it);
+}
+
+/* ---- durability and statistics ------------------------------------------------------------- */
+
+DKV_EXPORT int dkv_sync(dkv_db *db)
+{
+    if (db == NULL)
+        return DKV_ERR_INVALID;
+    return wal_sync(store_wal(db->s));
+}
+
+DKV_EXPORT int dkv_checkpoint(dkv_db *db)
+{
+    if (db == NULL)
+        return DKV_ERR_INVALID;
+    if (db->read_only)
+        return DKV_ERR_READONLY;
+    return store_checkpoint(db->s);
+}
+
+DKV_EXPORT int dkv_stats_get(dkv_db *db, dkv_stats *st)
+{
+    struct pool_stats ps;
+    struct wal_stats ws;
+
+    if (db == NULL || st == NULL)
+        return DKV_ERR_INVALID;
+    pool_stats_get(store_pool(db->s), &ps);
+    wal_stats_get(store_wal(db->s), &ws);
+    memset(st, 0, sizeof(*st));
+    st->pool_pages = ps.frames;
+    st->pool_used = ps.used;
+    st->dirty_pages = ps.dirty_pages;
+    st->hits = ps.hits;
+    st->misses = ps.misses;
+    st->evictions = ps.evictions;
+    st->pages_read = ps.pages_read;
+    st->pages_written = ps.pages_written;
+    st->wal_bytes = ws.bytes;
+    st->wal_syncs = ws.syncs;
+    st->checkpoints = ws.checkpoints;
+    st->io_engine = ps.io_engine;
+    st->direct = ps.direct;
+    return DKV_OK;
 }

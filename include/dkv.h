@@ -27,6 +27,11 @@ extern "C" {
 #define DKV_VERSION_MINOR 1
 #define DKV_VERSION_PATCH 0
 
+/* ---- limits ---------------------------------------------------------- */
+
+#define DKV_KEY_MAX   1024u              /* longest key, bytes (at least 1)   */
+#define DKV_VALUE_MAX (16u << 20)        /* longest value, bytes (16 MiB)     */
+
 /* ---- return codes ---------------------------------------------------- */
 
 enum dkv_rc {
@@ -102,6 +107,69 @@ DKV_EXPORT const char *dkv_io_engine_name(int io_engine);
    that is built in may still be refused by the running system (a container
    that blocks io_uring); DKV_IO_AUTO then falls back. */
 DKV_EXPORT int dkv_io_engine_built(int io_engine);
+
+/* Opens (creating it with create_if_missing) the database in directory
+   path; opts NULL: the defaults.  Takes the directory's lock: a second
+   process gets DKV_ERR_BUSY.  Runs recovery.  A page_size other than the
+   recorded one: DKV_ERR_INVALID; a missing database without
+   create_if_missing: DKV_ERR_INVALID. */
+DKV_EXPORT int  dkv_open(const char *path, const dkv_options *opts, dkv_db **dbp);
+/* Flushes every dirty page, writes a checkpoint and frees db.  With
+   iterators still open: DKV_ERR_BUSY, and db stays open. */
+DKV_EXPORT int  dkv_close(dkv_db *db);
+
+/* Keys: 1..DKV_KEY_MAX bytes, memcmp order, the shorter first on a tie.
+   Values: 0..DKV_VALUE_MAX bytes.  Anything else: DKV_ERR_INVALID.
+   In a read-only database writes return DKV_ERR_READONLY. */
+DKV_EXPORT int  dkv_put(dkv_db *db, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+/* Copies min(cap, length) bytes into buf; *vlen = the full length.
+   DKV_NOTFOUND when the key is absent. */
+DKV_EXPORT int  dkv_get(dkv_db *db, const void *key, size_t klen,
+                        void *buf, size_t cap, size_t *vlen);
+/* DKV_NOTFOUND when the key was absent. */
+DKV_EXPORT int  dkv_delete(dkv_db *db, const void *key, size_t klen);
+
+/* n lookups at once: the leaves they need that are not in the pool are
+   read together (one batch of asynchronous reads).  rcs[i] is each
+   lookup's dkv_get result; the call returns the first error, else DKV_OK. */
+DKV_EXPORT int  dkv_multi_get(dkv_db *db, size_t n,
+                              const void *const *keys, const size_t *klens,
+                              void *const *bufs, const size_t *caps,
+                              size_t *vlens, int *rcs);
+
+/* A batch collects puts and deletes (copied); dkv_write applies them in
+   order, all or nothing (also across a crash), and no lookup sees part of
+   it.  A batch must fit in half the pool and an eighth of the log (for the
+   defaults: thousands of small writes, or a few long values), else
+   DKV_ERR_INVALID with nothing applied. */
+DKV_EXPORT dkv_batch *dkv_batch_new(void);
+DKV_EXPORT int  dkv_batch_put(dkv_batch *b, const void *key, size_t klen,
+                              const void *val, size_t vlen);
+DKV_EXPORT int  dkv_batch_delete(dkv_batch *b, const void *key, size_t klen);
+DKV_EXPORT void dkv_batch_clear(dkv_batch *b);
+DKV_EXPORT void dkv_batch_free(dkv_batch *b);
+DKV_EXPORT int  dkv_write(dkv_db *db, dkv_batch *b);
+
+/* A forward cursor.  dkv_iter_seek positions it at the first key >= key
+   (key NULL: the first key).  Under concurrent writes it never shows a
+   torn key or value, and returns every key that no write touches during
+   the scan exactly once, in order; a key written meanwhile may show its
+   old or its new state (it is not a snapshot).  dkv_iter_key and
+   dkv_iter_value point into the iterator, valid until it moves. */
+DKV_EXPORT int  dkv_iter_new(dkv_db *db, dkv_iter **itp);
+DKV_EXPORT int  dkv_iter_seek(dkv_iter *it, const void *key, size_t klen);
+DKV_EXPORT int  dkv_iter_valid(const dkv_iter *it);
+DKV_EXPORT int  dkv_iter_next(dkv_iter *it);
+DKV_EXPORT const void *dkv_iter_key(const dkv_iter *it, size_t *klen);
+DKV_EXPORT const void *dkv_iter_value(const dkv_iter *it, size_t *vlen);
+DKV_EXPORT void dkv_iter_free(dkv_iter *it);
+
+/* Makes every commit so far durable (DKV_COMMIT_ASYNC). */
+DKV_EXPORT int  dkv_sync(dkv_db *db);
+/* Writes every dirty page and advances the checkpoint. */
+DKV_EXPORT int  dkv_checkpoint(dkv_db *db);
+DKV_EXPORT int  dkv_stats_get(dkv_db *db, dkv_stats *st);
 
 #ifdef __cplusplus
 }

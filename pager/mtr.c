@@ -236,6 +236,19 @@ int pool_mtr_free(struct pool_mtr *m, uint32_t page_no_)
     return rc == DKV_OK ? header_changed(m, h) : rc;
 }
 
+int pool_mtr_meta_get(struct pool_mtr *m, unsigned slot, uint64_t *value)
+{
+    struct frame *h;
+    int rc;
+
+    if (slot >= FHDR_META_SLOTS)
+        return DKV_ERR_INVALID;
+    rc = pool_mtr_fix(m, 0, POOL_X, 0, &h);    /* pool_meta_get would relatch */
+    if (rc == DKV_OK)
+        *value = space_header(m->pool->sp)->meta[slot];
+    return rc;
+}
+
 int pool_mtr_meta_set(struct pool_mtr *m, unsigned slot, uint64_t value)
 {
     struct frame *h;

@@ -307,6 +307,10 @@ int  pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp);
 /* Puts page_no on the persistent free list. */
 int  pool_mtr_free(struct pool_mtr *m, uint32_t page_no);
 int  pool_mtr_meta_set(struct pool_mtr *m, unsigned slot, uint64_t value);
+/* Reads a meta slot inside an MTR: fixes page 0 exclusive first, so the
+   value cannot change before the MTR commits (pool_meta_get latches page 0
+   itself, so it must not be called while an MTR holds it). */
+int  pool_mtr_meta_get(struct pool_mtr *m, unsigned slot, uint64_t *value);
 /* Builds the log body: a whole-page image first for every changed page
    whose LSN was <= fpi_lsn, then the other pages' records.  *len = 0 when
    nothing changed. */
