@@ -5,7 +5,7 @@
  * in the file header's meta slot BTREE_META_ROOT).  Concurrency by latch
  * coupling over the pool's page latches, always top-down: a lookup holds
  * at most a node and its child, shared; a write descends shared and takes
- * only its leaf exclusive, and only when the leaf must split does it start
+ * only its leaf exclusive, and only when the leaf must split or merge does it start
  * again holding the whole path exclusive.  Every change is a logged node
  * operation inside one MTR per put or delete.
  */
