@@ -251,11 +251,14 @@ static uint64_t read_begin(dkv_db *db)
     }
 }
 
-/* 1 when a batch ran since read_begin returned seq: the lookup repeats. */
+/* 1 when a batch ran since read_begin returned seq: the lookup repeats.
+   No fence is needed: the lookup read each page under its latch, and a
+   batch bumps the sequence before it latches any page, so a page the
+   batch changed was read after the bump became visible (the latch's
+   acquire orders them). */
 static int read_retry(dkv_db *db, uint64_t seq)
 {
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return __atomic_load_n(&db->batch_seq, __ATOMIC_RELAXED) != seq;
+    return __atomic_load_n(&db->batch_seq, __ATOMIC_ACQUIRE) != seq;
 }
 
 DKV_EXPORT int dkv_get(dkv_db *db, const void *key, size_t klen, void *buf,
