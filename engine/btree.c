@@ -675,7 +675,12 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
         pool_unfix(bt->pool, f);
         if (rc != DKV_OK || stop || hilen == 0)
             break;
-        /* The leaf is done: the next keys lie at or above its bound. */
+        /* The leaf is done: the next keys lie at or above its bound (which
+           lies above the target, or the tree is damaged: no endless loop). */
+        if (tlen > 0 && node_key_cmp(hi, hilen, target, tlen) <= 0) {
+            rc = PAGER_CORRUPT(bt->root, "B+tree separators out of order");
+            break;
+        }
         memmove(target, hi, hilen);
         tlen = hilen;
         after = 0;
