@@ -684,11 +684,18 @@ DKV_EXPORT int dkv_sync(dkv_db *db)
 
 DKV_EXPORT int dkv_checkpoint(dkv_db *db)
 {
+    int rc;
+
     if (db == NULL)
         return DKV_ERR_INVALID;
     if (db->read_only)
         return DKV_ERR_READONLY;
-    return store_checkpoint(db->s);
+    /* Shared: no unit of several MTRs is half appended meanwhile, whose
+       pages could not be written yet (W4); one-MTR writes go on. */
+    pthread_rwlock_rdlock(&db->units);
+    rc = store_checkpoint(db->s);
+    pthread_rwlock_unlock(&db->units);
+    return rc;
 }
 
 DKV_EXPORT int dkv_stats_get(dkv_db *db, dkv_stats *st)
