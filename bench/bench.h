@@ -115,6 +115,12 @@ int  bench_pool_warm(struct pool *pool, const uint32_t *pages, size_t n);
 int  bench_wal_run(const struct bench_opts *opts, struct bench_results *results);
 void bench_wal_print(FILE *out, const struct bench_results *results);
 
+/* The engine comparison (bench_kv.c): dkv-bench with no mode, or with
+   options starting with "--" (db_bench's flags).  Returns the exit status
+   (0, 1 a failed run, 2 a bad command line). */
+int  bench_kv_main(int argc, char **argv);
+void bench_kv_usage(FILE *out);
+
 /* ---- results and output (dkv_bench.c) ---------------------------------- */
 
 /* Appends a copy of row; 0 or DKV_ERR_NOMEM. */

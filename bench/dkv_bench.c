@@ -4,7 +4,9 @@
  * (a table on stdout, and with --json a JSON array of the same rows).
  *
  * Entry points:
- *   main                  parses "dkv-bench MODE [options]" and runs MODE
+ *   main                  parses "dkv-bench MODE [options]" and runs MODE;
+ *                         with no mode (no argument, or options starting
+ *                         with "--") runs the engine comparison (bench_kv.c)
  *   bench_results_add     appends a row (modes call it)
  *   bench_summarize       median, min and max of a configuration's runs
  *   bench_now             the monotonic clock, in seconds
@@ -46,7 +48,8 @@ static const struct bench_mode modes[] = {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: dkv-bench MODE [options]\n"
+        "usage: dkv-bench [--benchmarks=LIST ...]   the engine comparison\n"
+        "       dkv-bench MODE [options]\n"
         "\n"
         "modes:\n"
         "  io     random reads through the I/O layer, side by side with fio\n"
@@ -88,7 +91,9 @@ static void usage(FILE *out)
         "  --recovery-gib G   log to recover (default 1)\n"
         "  --parts LETTERS    the runs to do (default abcd): a group commit\n"
         "                     (c, page images, comes with a), b stalls,\n"
-        "                     d recovery\n");
+        "                     d recovery\n"
+        "\n");
+    bench_kv_usage(out);
 }
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -555,6 +560,9 @@ int main(int argc, char **argv)
     int rc, status = 0;
 
     setvbuf(stdout, NULL, _IOLBF, 0);   /* notes interleave with progress */
+    if (argc < 2 || (strncmp(argv[1], "--", 2) == 0 &&
+                     strcmp(argv[1], "--help") != 0))
+        return bench_kv_main(argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 ||
                       strcmp(argv[1], "--help") == 0)) {
         usage(stdout);
