@@ -170,11 +170,14 @@ static int copy_out(struct pool *pool, struct frame *f, unsigned char *dst,
 }
 
 /* The end of one page's write: clean it, or keep it dirty from the change
-   made after the copy, or (on failure) keep it dirty as it was. */
+   made after the copy, or (on failure) keep it dirty as it was.
+   write_pending is cleared last, after dirty is settled: pool_mark_dirty
+   reads the two without the flush lock, and a change marked after it saw
+   write_pending 0 but dirty still 1 would skip the flush list while this
+   write cleans the page - a change lost when the frame is evicted. */
 static void write_finished(struct pool *pool, struct frame *f, int rc)
 {
     pthread_mutex_lock(&pool->flush_lock);
-    atomic_store(&f->write_pending, 0);
     if (rc == DKV_OK) {
         flush_unlink(pool, f);
         if (f->redirty_lsn == 0) {
@@ -186,6 +189,7 @@ static void write_finished(struct pool *pool, struct frame *f, int rc)
         }
         f->redirty_lsn = 0;
     }
+    atomic_store(&f->write_pending, 0);
     pthread_mutex_unlock(&pool->flush_lock);
     if (rc == DKV_OK) {
         atomic_fetch_add(&pool->pages_written, 1);

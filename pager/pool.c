@@ -201,11 +201,19 @@ static void read_done(struct pool *pool, struct io_req *req)
     frame_unpin(pool, f);               /* the pin the read held */
 }
 
+/* A thread's slot: threads are numbered in the order they first fix a
+   page, so up to slot_count threads each get a slot of their own.  (A
+   hash of the thread id put two of two threads on one slot now and then,
+   and a thread waiting for its read holds the slot's lock through the
+   wait, so their reads never overlapped.) */
 static struct io_slot *my_slot(struct pool *pool)
 {
-    uintptr_t id = (uintptr_t)pthread_self();
+    static atomic_uint next_thread;
+    static _Thread_local unsigned thread_no;   /* 0: not numbered yet */
 
-    return &pool->slots[(id >> 12 ^ id >> 20) % pool->slot_count];
+    if (thread_no == 0)
+        thread_no = atomic_fetch_add(&next_thread, 1) + 1;
+    return &pool->slots[(thread_no - 1) % pool->slot_count];
 }
 
 /* Submits reads for frames f[0..n) on slot, making room first. */
@@ -529,8 +537,13 @@ void pool_mark_dirty_range(struct pool *pool, struct frame *f,
     dkv_assert(atomic_load(&f->pin_count) > 0 && start_lsn <= end_lsn);
     page_set_lsn(frame_data(f), end_lsn);
     atomic_store(&f->newest_lsn, end_lsn);
-    /* Load write_pending first: under our X latch no write can start, so
-       once it reads 0 the dirty flag cannot change under us. */
+    /* Without the flush lock when the page is already dirty and not being
+       written.  Under our X latch no write can start (copy_out needs the
+       S latch), and write_finished clears write_pending only after it has
+       settled dirty (both under the flush lock, seq_cst stores): so once
+       write_pending reads 0, dirty is final - 1 with an oldest change no
+       later than ours, or 0 and the page must go back on the list.  A
+       write still pending is left a note under the lock (redirty_lsn). */
     if (atomic_load(&f->write_pending) || !atomic_load(&f->dirty))
         flush_list_add(pool, f, start_lsn);
 }

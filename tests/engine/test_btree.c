@@ -192,12 +192,6 @@ static void crash_run(struct fx *fx, size_t pool_pages)
     uint64_t i, present = 0;
 
     fx->cfg.pool_size = pool_pages * PS;
-    /* Known open bug: with the page cleaner running, recovery of this run
-       fails now and then (about 1 in 30 runs under ASan: a node record
-       finds its page fuller than it was).  Without the cleaner (pages
-       still go out through eviction) 50 of 50 runs pass; until it is
-       found, the crash runs go without it. */
-    fx->cfg.cleaner_threads = POOL_NO_CLEANER;
     fx_open(fx);
     for (i = 0; i < N_KEYS; i++) {
         put_i(fx, i, 1);
