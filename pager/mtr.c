@@ -19,8 +19,10 @@
 
 #include "dkv.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
+#define POOL_FREE_PAGE_TRIES 100000u  /* yields while a free page is copied out */
 #define REC_HDR_BYTES 9             /* type, page number, length (wal_format) */
 
 void pool_mtr_start(struct pool_mtr *m, struct pool *pool)
@@ -186,8 +188,16 @@ int pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp)
     if (rc != DKV_OK)
         return rc;
     if (hdr->free_head != 0) {
+        unsigned tries = 0;
         page_no_ = hdr->free_head;
-        rc = pool_mtr_fix(m, page_no_, POOL_X, POOL_FIX_TRY, &f);
+        /* A free page is still dirty from its freeing, so the cleaner (or
+           an eviction) may hold it shared for a moment to copy it out;
+           nobody else can reach it.  Trylock, so that waiting adds no
+           lock-order edge after page 0, and retry for a while before
+           calling a latch that stays taken damage. */
+        while ((rc = pool_mtr_fix(m, page_no_, POOL_X, POOL_FIX_TRY, &f)) == DKV_ERR_BUSY &&
+               tries++ < POOL_FREE_PAGE_TRIES)
+            sched_yield();
         if (rc == DKV_ERR_BUSY)
             rc = PAGER_CORRUPT(page_no_, "a page on the free list is in use");
         if (rc == DKV_OK && page_type(frame_data(f)) != PAGE_TYPE_FREE_LIST)

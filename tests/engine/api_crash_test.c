@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "dkv.h"
+#include "pager/pager.h"
 #include "test_util.h"
 
 #define PS          4096u
@@ -233,8 +234,13 @@ static int send_ack(int fd, uint64_t v)
 
 static void child_die(const struct child *ch, const char *what, int rc, int code)
 {
+    struct pager_corruption pc = pager_last_corruption();
+
     fprintf(stderr, "api_crash_test child %u thread %u: %s: %s\n", ch->iter, ch->t, what,
             dkv_strerror(rc));
+    if (rc == DKV_ERR_CORRUPT && pc.what != NULL)    /* where it was found */
+        fprintf(stderr, "  page %llu: %s (%s:%d)\n", (unsigned long long)pc.page_no,
+                pc.what, pc.file, pc.line);
     _exit(code);
 }
 
