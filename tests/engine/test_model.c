@@ -55,7 +55,9 @@
  * scales the operation counts (default 1; 0.1 in ASan builds);
  * DKV_MODEL_OPS=n runs exactly n operations per run, DKV_MODEL_TRACE=1
  * prints every operation (with DKV_MODEL_OPS, to minimise a failure);
- * DKV_TEST_FILTER=pattern runs only the matching tests.
+ * DKV_MODEL_PAGE_SIZE=n and DKV_MODEL_POOL_PAGES=n override the runs'
+ * page size and pool; DKV_TEST_FILTER=pattern runs only the matching
+ * tests.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -922,7 +924,7 @@ static void reopen(struct model *m)
     trace(m, "reopen", NULL, 0, "%s", "");
     model_close(m);
     /* Half the time page_size 0: the size recorded at create. */
-    m->opts.page_size = below(&m->rng, 2) ? 0 : m->cfg->page_size;
+    m->opts.page_size = below(&m->rng, 2) ? 0 : m->page_size;
     model_open(m);
     m->reopens++;
     compare_all(m);
@@ -974,14 +976,15 @@ static void model_run(const struct run_cfg *cfg, uint64_t seed, unsigned run, un
     build_keys(m);
     oracle_open(&m->o);
     dkv_options_init(&m->opts);
-    m->opts.page_size = cfg->page_size;
-    m->opts.pool_size = cfg->pool_size;
+    m->opts.page_size = (uint32_t)env_u64("DKV_MODEL_PAGE_SIZE", cfg->page_size);
     m->opts.commit_mode = DKV_COMMIT_ASYNC;
-    m->page_size = cfg->page_size ? cfg->page_size : 16384;
-    m->frames = cfg->pool_size / m->page_size;
+    m->page_size = m->opts.page_size ? m->opts.page_size : 16384;
+    m->frames = env_u64("DKV_MODEL_POOL_PAGES", cfg->pool_size / m->page_size);
+    m->opts.pool_size = (size_t)m->frames * m->page_size;
     print_message("model %s run %u/%u: seed %" PRIu64 " (replay with DKV_TEST_SEED=%"
-                  PRIu64 "), %" PRIu64 " ops, %u keys\n", cfg->name, run, runs, seed, seed,
-                  ops, m->nkeys);
+                  PRIu64 "), %" PRIu64 " ops, %u keys, %" PRIu32 "-byte pages, pool %"
+                  PRIu64 " pages\n", cfg->name, run, runs, seed, seed, ops, m->nkeys,
+                  m->page_size, m->frames);
     model_open(m);
     m->next_reopen = REOPEN_MIN + below(&m->rng, REOPEN_SPAN);
     for (m->op = 1; m->op <= ops; m->op++) {
@@ -1019,18 +1022,19 @@ static void model_run(const struct run_cfg *cfg, uint64_t seed, unsigned run, un
     assert_rc(dkv_stats_get(m->db, &st), DKV_OK);
     reopen(m);
     print_message("model %s run %u/%u: %" PRIu64 " ops in %.1f s: %" PRIu64 " puts (%"
-                  PRIu64 " of 4..100 KiB, %" PRIu64 " refused), %" PRIu64 " gets, %" PRIu64 " deletes, %" PRIu64
-                  " batches (%" PRIu64 " refused as too large), %" PRIu64 " scans (%"
-                  PRIu64 " keys), %" PRIu64 " multi_gets (%" PRIu64 " keys), %" PRIu64
-                  " other, %" PRIu64 " reopens; pool %" PRIu64 " pages, %" PRIu64
-                  " evictions, %" PRIu64 " pages read, %" PRIu64 " written\n", cfg->name,
-                  run, runs, ops, now_s() - t0, m->count[OP_PUT], m->big_puts, m->refused_puts,
-                  m->count[OP_GET], m->count[OP_DEL], m->count[OP_BATCH], m->refused,
-                  m->count[OP_SCAN], m->keys_scanned, m->count[OP_MGET], m->mg_keys, m->count[OP_MISC], m->reopens,
+                  PRIu64 " of 4..100 KiB, %" PRIu64 " refused), %" PRIu64 " gets, %"
+                  PRIu64 " deletes, %" PRIu64 " batches (%" PRIu64 " refused as too "
+                  "large), %" PRIu64 " scans (%" PRIu64 " keys), %" PRIu64 " multi_gets (%"
+                  PRIu64 " keys), %" PRIu64 " other, %" PRIu64 " reopens; pool %" PRIu64
+                  " pages, %" PRIu64 " evictions, %" PRIu64 " pages read, %" PRIu64
+                  " written\n", cfg->name, run, runs, ops, now_s() - t0, m->count[OP_PUT],
+                  m->big_puts, m->refused_puts, m->count[OP_GET], m->count[OP_DEL],
+                  m->count[OP_BATCH], m->refused, m->count[OP_SCAN], m->keys_scanned,
+                  m->count[OP_MGET], m->mg_keys, m->count[OP_MISC], m->reopens,
                   st.pool_pages, st.evictions, st.pages_read, st.pages_written);
-    /* A pool of 48 pages under a database of thousands of keys must evict;
-       if it did not, the run did not test what it claims to. */
-    if (cfg->pool_size <= 64u * PS && ops >= 20000)
+    /* A pool of 64 pages or fewer under a database of thousands of keys
+       must evict; if it did not, the run did not test what it claims to. */
+    if (m->frames <= 64 && ops >= 20000)
         assert_true(st.evictions > 0);
     g_model = NULL;
     model_free(m);
