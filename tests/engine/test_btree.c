@@ -181,7 +181,10 @@ static void test_random_against_model(void **state)
     }
     for (step = 0; step < N_KEYS; step++)
         expect_i(fx, step, ver[step]);
-    check_tree(fx, present, 3);
+    /* Two levels at least: with suffix-truncated separators a root holds
+       ~200 children, so after the deletes a few thousand keys may fit in
+       two levels (some seeds end at height 2). */
+    check_tree(fx, present, 2);
     free(ver);
 }
 
