@@ -120,6 +120,9 @@ DKV_EXPORT int  dkv_close(dkv_db *db);
 
 /* Keys: 1..DKV_KEY_MAX bytes, memcmp order, the shorter first on a tie.
    Values: 0..DKV_VALUE_MAX bytes.  Anything else: DKV_ERR_INVALID.
+   A long value's pages stay in the pool until its write ends, so a value
+   must also fit in half the pool (a 16 MiB value needs a pool of 32 MiB
+   or more; the default is 128 MiB): else DKV_ERR_INVALID, nothing written.
    In a read-only database writes return DKV_ERR_READONLY. */
 DKV_EXPORT int  dkv_put(dkv_db *db, const void *key, size_t klen,
                         const void *val, size_t vlen);
