@@ -380,6 +380,24 @@ struct dkv_batch {
 };
 
 enum { BOP_PUT = 1, BOP_DELETE = 2 };
+
+/* Makes *buf hold at least need bytes (doubling from 4 KiB). */
+static int grow(unsigned char **buf, size_t *cap, size_t need)
+{
+    size_t n = *cap ? *cap : 4096;
+    unsigned char *p;
+
+    if (need <= *cap)
+        return DKV_OK;
+    while (n < need)
+        n *= 2;
+    p = realloc(*buf, n);
+    if (p == NULL)
+        return DKV_ERR_NOMEM;
+    *buf = p;
+    *cap = n;
+    return DKV_OK;
+}
 #define BOP_HDR 9u
 
 DKV_EXPORT dkv_batch *dkv_batch_new(void)
@@ -396,16 +414,8 @@ static int batch_add(dkv_batch *b, int kind, const void *key, size_t klen,
     if (b == NULL || !key_ok(key, klen) || vlen > DKV_VALUE_MAX || (vlen > 0 && val == NULL))
         return DKV_ERR_INVALID;
     need = b->len + BOP_HDR + klen + vlen;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        p = realloc(b->buf, cap);
-        if (p == NULL)
-            return DKV_ERR_NOMEM;
-        b->buf = p;
-        b->cap = cap;
-    }
+    if (grow(&b->buf, &b->cap, need) != DKV_OK)
+        return DKV_ERR_NOMEM;
     p = b->buf + b->len;
     p[0] = (unsigned char)kind;
     memcpy(p + 1, &(uint32_t){ (uint32_t)klen }, 4);
@@ -553,17 +563,8 @@ static int iter_take(void *arg, const unsigned char *key, size_t klen,
     dkv_iter *it = arg;
     size_t need = it->len + 8 + klen + vlen;
 
-    if (need > it->cap) {
-        size_t cap = it->cap ? it->cap : 16384;
-        unsigned char *p;
-        while (cap < need)
-            cap *= 2;
-        p = realloc(it->buf, cap);
-        if (p == NULL)
-            return DKV_ERR_NOMEM;
-        it->buf = p;
-        it->cap = cap;
-    }
+    if (grow(&it->buf, &it->cap, need) != DKV_OK)
+        return DKV_ERR_NOMEM;
     memcpy(it->buf + it->len, &(uint32_t){ (uint32_t)klen }, 4);
     memcpy(it->buf + it->len + 4, &(uint32_t){ (uint32_t)vlen }, 4);
     memcpy(it->buf + it->len + 8, key, klen);
