@@ -590,15 +590,101 @@ static int descend(struct btree *bt, const void *key, size_t klen, struct frame 
     return DKV_OK;
 }
 
+/* What an optimistic lookup says besides DKV_OK and DKV_NOTFOUND. */
+enum { OPT_RETRY = 100,     /* a page changed under it: try again           */
+       OPT_LATCHED = 101 }; /* take the latched way (not in the pool, an
+                               overflow value, bytes that make no sense)    */
+#define OPT_TRIES 4u
+
+/* Tests widen the race windows of the optimistic lookup with this: called
+   between reading a page and checking its version. */
+void (*btree_opt_pause)(void);
+
+static inline void opt_pause(void)
+{
+    if (__builtin_expect(btree_opt_pause != NULL, 0))
+        btree_opt_pause();
+}
+
+/* A lookup with no latch and no pin (section 6, pager P11): each node is
+   searched with bounds checks, its child found in the pool, and only then
+   is the node's version checked, so the child number is one the node held
+   while unchanged.  The leaf's value is copied into buf and kept only if
+   the leaf did not change meanwhile (a retry, or the latched way, writes
+   buf again).  Damage is left for the latched way to report. */
+static int get_optimistic(struct btree *bt, const void *key, size_t klen,
+                          void *buf, size_t cap, size_t *vlen)
+{
+    struct frame *f, *c;
+    uint64_t v, cv;
+    unsigned depth = 0;
+
+    f = pool_opt_fix(bt->pool, bt->root, &v);
+    if (f == NULL)
+        return OPT_LATCHED;
+    for (;;) {
+        const unsigned char *page = frame_data(f);
+        int t = page_type(page), found;
+        unsigned slot, level = node_level(page);
+        uint32_t child;
+
+        if ((t != PAGE_TYPE_BTREE_LEAF && t != PAGE_TYPE_BTREE_INNER) ||
+            (level == 0) != (t == PAGE_TYPE_BTREE_LEAF) ||
+            node_search_checked(page, bt->ps, key, klen, &slot, &found) != 0)
+            return pool_opt_valid(f, v) ? OPT_LATCHED : OPT_RETRY;
+        if (level == 0) {
+            const unsigned char *val;
+            size_t len;
+            unsigned flags;
+
+            if (!found)
+                return pool_opt_valid(f, v) ? DKV_NOTFOUND : OPT_RETRY;
+            opt_pause();
+            val = node_value_checked(page, bt->ps, slot, &len, &flags);
+            if (val == NULL || (flags & NODE_VAL_OVERFLOW))
+                return pool_opt_valid(f, v) ? OPT_LATCHED : OPT_RETRY;
+            if (cap > 0 && len > 0)
+                memcpy(buf, val, len < cap ? len : cap);
+            opt_pause();
+            if (!pool_opt_valid(f, v))
+                return OPT_RETRY;
+            *vlen = len;
+            return DKV_OK;
+        }
+        if (++depth > BTREE_HEIGHT_MAX)
+            return OPT_LATCHED;
+        slot += found != 0;             /* node_child_for's choice */
+        if (slot == 0)
+            child = node_leftmost(page);
+        else if (node_child_checked(page, bt->ps, slot - 1, &child) != 0)
+            return pool_opt_valid(f, v) ? OPT_LATCHED : OPT_RETRY;
+        opt_pause();
+        c = pool_opt_fix(bt->pool, child, &cv);
+        if (!pool_opt_valid(f, v))
+            return OPT_RETRY;
+        if (c == NULL)
+            return OPT_LATCHED;
+        f = c;
+        v = cv;
+    }
+}
+
 int btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
               size_t cap, size_t *vlen)
 {
     struct frame *f;
-    unsigned i;
+    unsigned i, tries;
     int found, rc;
 
     if (!key_ok(key, klen) || vlen == NULL || (cap > 0 && buf == NULL))
         return DKV_ERR_INVALID;
+    for (tries = 0; tries < OPT_TRIES; tries++) {
+        rc = get_optimistic(bt, key, klen, buf, cap, vlen);
+        if (rc == DKV_OK || rc == DKV_NOTFOUND)
+            return rc;
+        if (rc == OPT_LATCHED)
+            break;
+    }
     rc = descend(bt, key, klen, &f, NULL, NULL, 0, NULL);
     if (rc != DKV_OK)
         return rc;

@@ -46,6 +46,10 @@ size_t btree_max_value(const struct btree *bt, size_t klen);
 
 /* Copies min(cap, length) bytes of key's value into buf; *vlen = its
    length.  DKV_NOTFOUND when absent. */
+/* Test hook: when set, optimistic lookups call it between reading a page
+   and checking its version (tests/engine/test_db.c widens races with it). */
+extern void (*btree_opt_pause)(void);
+
 int  btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
                size_t cap, size_t *vlen);
 /* The overflow pages a value of vlen bytes takes (0: it stays in its leaf). */

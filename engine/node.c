@@ -167,6 +167,77 @@ uint32_t node_child_for(const void *page, const void *key, size_t klen,
     return i == 0 ? node_leftmost(page) : node_child(page, i - 1);
 }
 
+/* node_search for a page whose bytes may be changing under the reader
+   (an optimistic lookup) or damaged: every offset and length is checked
+   against the page size before it is followed.  -1 when one is out of
+   range (the caller rereads the page the latched way); else 0 with the
+   slot in *slot and *found set as node_search does. */
+int node_search_checked(const void *page, uint32_t page_size, const void *key,
+                        size_t klen, unsigned *slot, int *found)
+{
+    unsigned lo = 0, hi = node_count(page);
+    unsigned hdr = node_level(page) > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR;
+
+    *found = 0;
+    if (NODE_HEADER_SIZE + (size_t)hi * NODE_SLOT_SIZE > page_size)
+        return -1;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        uint32_t off = slot_off(page, mid);
+        size_t mlen;
+        int c;
+
+        if ((size_t)off + hdr > page_size)
+            return -1;
+        mlen = load_le16(cbytes(page) + off);
+        if ((size_t)off + hdr + mlen > page_size)
+            return -1;
+        c = node_key_cmp(cbytes(page) + off + hdr, mlen, key, klen);
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            if (c == 0)
+                *found = 1;
+            hi = mid;
+        }
+    }
+    *slot = lo;
+    return 0;
+}
+
+const unsigned char *node_value_checked(const void *page, uint32_t page_size,
+                                        unsigned i, size_t *vlen, unsigned *flags)
+{
+    uint32_t off;
+    size_t klen;
+
+    if (i >= node_count(page) || NODE_HEADER_SIZE + ((size_t)i + 1) * NODE_SLOT_SIZE > page_size)
+        return NULL;
+    off = slot_off(page, i);
+    if ((size_t)off + NODE_LEAF_CELL_HDR > page_size)
+        return NULL;
+    klen = load_le16(cbytes(page) + off);
+    *vlen = load_le32(cbytes(page) + off + 2);
+    *flags = cbytes(page)[off + 6];
+    if ((size_t)off + NODE_LEAF_CELL_HDR + klen + *vlen > page_size)
+        return NULL;
+    return cbytes(page) + off + NODE_LEAF_CELL_HDR + klen;
+}
+
+int node_child_checked(const void *page, uint32_t page_size, unsigned i,
+                       uint32_t *child)
+{
+    uint32_t off;
+
+    if (i >= node_count(page) || NODE_HEADER_SIZE + ((size_t)i + 1) * NODE_SLOT_SIZE > page_size)
+        return -1;
+    off = slot_off(page, i);
+    if ((size_t)off + NODE_INNER_CELL_HDR > page_size)
+        return -1;
+    *child = load_le32(cbytes(page) + off + 2);
+    return 0;
+}
+
 /* ---- changing ------------------------------------------------------------------------ */
 
 static int by_offset_desc(const void *a, const void *b)

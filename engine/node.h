@@ -75,6 +75,16 @@ uint32_t node_child_for(const void *page, const void *key, size_t klen,
 
 /* The first slot whose key is >= key (count when none); *found: equal. */
 unsigned node_search(const void *page, const void *key, size_t klen, int *found);
+/* node_search over bytes that may be changing or damaged: every offset
+   is checked against page_size first.  0, or -1 when one is out of range. */
+int      node_search_checked(const void *page, uint32_t page_size, const void *key,
+                             size_t klen, unsigned *slot, int *found);
+/* node_value and node_child with the same checks: NULL or -1 when the
+   slot or its cell lies outside the page. */
+const unsigned char *node_value_checked(const void *page, uint32_t page_size,
+                                        unsigned i, size_t *vlen, unsigned *flags);
+int      node_child_checked(const void *page, uint32_t page_size, unsigned i,
+                            uint32_t *child);
 
 /* Bytes a cell takes in a node, its slot included. */
 size_t   node_leaf_cell_size(size_t klen, size_t vlen);

@@ -232,6 +232,21 @@ int   pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
 void  pool_unfix(struct pool *pool, struct frame *f);
 void *frame_data(const struct frame *f);         /* page_size bytes        */
 uint32_t frame_page_no(const struct frame *f);
+
+/*
+ * Optimistic access (P11): a lookup that takes no lock, no pin and no
+ * latch, so readers on many cores write no shared cache line.  Returns the
+ * frame that holds page_no as a valid page and its version in *version,
+ * or NULL when the latched way must be taken (the page is not in the pool,
+ * is X-latched, is old in the LRU, or the lookup lost a race).  The bytes
+ * of frame_data(f) may change while the caller reads them: it trusts
+ * nothing it read (bounds-checks every offset first) until
+ * pool_opt_valid(f, version) says the page did not change meanwhile.
+ * Builds with ThreadSanitizer always return NULL.
+ */
+struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *version);
+/* 1 when f still holds the same page, unchanged since pool_opt_fix. */
+int   pool_opt_valid(const struct frame *f, uint64_t version);
 /* Records a change to an X-fixed page: sets the page's LSN and puts it on
    the flush list if it was clean (P3). */
 void  pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn);

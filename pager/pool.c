@@ -88,7 +88,9 @@ static void hash_insert(struct pool_part *part, struct frame *f)
     struct frame **b = bucket_of(part, f->page_no);
 
     f->hash_next = *b;
-    *b = f;
+    /* Published with release: an optimistic lookup (pool_opt_fix) that
+       finds f without the lock sees its page number and chain. */
+    __atomic_store_n(b, f, __ATOMIC_RELEASE);
 }
 
 static void hash_remove(struct pool_part *part, struct frame *f)
@@ -99,8 +101,8 @@ static void hash_remove(struct pool_part *part, struct frame *f)
         dkv_verify(*pp != NULL);
         pp = &(*pp)->hash_next;
     }
-    *pp = f->hash_next;
-    f->hash_next = NULL;
+    __atomic_store_n(pp, f->hash_next, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->hash_next, NULL, __ATOMIC_RELEASE);
 }
 
 int pool_hash_remove_if_idle(struct pool *pool, struct frame *f)
@@ -112,12 +114,35 @@ int pool_hash_remove_if_idle(struct pool *pool, struct frame *f)
     if (atomic_load(&f->pin_count) == 0 && !atomic_load(&f->dirty) &&
         !atomic_load(&f->write_pending) &&
         atomic_load(&f->state) == FRAME_VALID) {
+        /* Before the frame can take another page: an optimistic reader
+           that read this page's version sees it change (P11). */
+        atomic_fetch_add(&f->version, 2);
         hash_remove(part, f);
         atomic_store(&f->state, FRAME_FREE);
         removed = 1;
     }
     pthread_mutex_unlock(&part->lock);
     return removed;
+}
+
+/* ---- latches and versions (P11) --------------------------------------------- */
+
+/* Just after an X latch is taken: the version goes odd before any byte of
+   the page changes (a full barrier orders it before the writes). */
+static void version_enter(struct frame *f)
+{
+    atomic_fetch_add(&f->version, 1);
+}
+
+/* Releases a page latch; an X latch (the version is odd only under one)
+   makes the version even again, after every change to the bytes. */
+static void frame_unlatch(struct frame *f)
+{
+    uint64_t v = atomic_load_explicit(&f->version, memory_order_relaxed);
+
+    if (v & 1)
+        atomic_store_explicit(&f->version, v + 1, memory_order_release);
+    pthread_rwlock_unlock(&f->latch);
 }
 
 /* ---- pins ------------------------------------------------------------------ */
@@ -474,6 +499,7 @@ static int fix_new(struct pool *pool, uint32_t page_no, struct frame **fp)
         frame_unpin(pool, got);
         return PAGER_CORRUPT(page_no, "page to create is in use");
     }
+    version_enter(got);
     *fp = got;
     return DKV_OK;
 }
@@ -521,14 +547,64 @@ int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
     } else {
         pthread_rwlock_rdlock(&f->latch);
     }
+    if (latch == POOL_X)
+        version_enter(f);
     *fp = f;
     return DKV_OK;
 }
 
 void pool_unfix(struct pool *pool, struct frame *f)
 {
-    pthread_rwlock_unlock(&f->latch);
+    frame_unlatch(f);
     frame_unpin(pool, f);
+}
+
+/* ---- optimistic access (P11) ---------------------------------------------------- */
+
+/* A lookup without the partition lock follows at most this many frames of
+   a chain: a chain changed under it (a frame moved to another page) may
+   lead astray, never forever. */
+#define POOL_OPT_CHAIN_MAX 16
+
+struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *version)
+{
+#if POOL_OPTIMISTIC
+    struct pool_part *part = pool_part_of(pool, page_no);
+    struct frame *f = __atomic_load_n(bucket_of(part, page_no), __ATOMIC_ACQUIRE);
+    unsigned steps = 0;
+    uint64_t v;
+
+    while (f != NULL && __atomic_load_n(&f->page_no, __ATOMIC_RELAXED) != page_no) {
+        if (++steps == POOL_OPT_CHAIN_MAX)
+            return NULL;
+        f = __atomic_load_n(&f->hash_next, __ATOMIC_ACQUIRE);
+    }
+    if (f == NULL)
+        return NULL;
+    v = atomic_load_explicit(&f->version, memory_order_acquire);
+    if ((v & 1) != 0 || atomic_load(&f->state) != FRAME_VALID || f->empty ||
+        __atomic_load_n(&f->page_no, __ATOMIC_RELAXED) != page_no)
+        return NULL;
+    /* An old page's hit is the LRU policy's business (P6): the latched
+       path applies it.  Once nothing has been evicted, order is moot. */
+    if (atomic_load_explicit(&f->old, memory_order_relaxed) &&
+        atomic_load_explicit(&pool->evict_clock, memory_order_relaxed) != 0)
+        return NULL;
+    atomic_fetch_add_explicit(&my_slot(pool)->opt_hits, 1, memory_order_relaxed);
+    *version = v;
+    return f;
+#else
+    (void)pool;
+    (void)page_no;
+    (void)version;
+    return NULL;
+#endif
+}
+
+int pool_opt_valid(const struct frame *f, uint64_t version)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&f->version, memory_order_relaxed) == version;
 }
 
 void pool_mark_dirty_range(struct pool *pool, struct frame *f,
@@ -760,7 +836,7 @@ int pool_open(struct space *sp, const struct pool_config *cfg,
         rc = pool_fix(pool, 0, POOL_S, 0, &pool->header);
     }
     if (rc == DKV_OK) {
-        pthread_rwlock_unlock(&pool->header->latch);
+        frame_unlatch(pool->header);
         rc = cleaner_start(pool);
     }
     if (rc != DKV_OK) {
@@ -811,6 +887,9 @@ void pool_stats_get(struct pool *pool, struct pool_stats *st)
         st->read_waits += pool->parts[i].read_waits;
         pthread_mutex_unlock(&pool->parts[i].lock);
     }
+    for (i = 0; i < pool->slot_count; i++)
+        st->hits += atomic_load_explicit(&pool->slots[i].opt_hits,
+                                         memory_order_relaxed);
     st->frames = pool->frame_count;
     st->free_frames = atomic_load(&pool->free_count);
     st->used = st->frames - st->free_frames;

@@ -18,6 +18,15 @@
 #define POOL_LRU_SCAN     128u      /* frames a victim search looks at       */
 #define POOL_WAIT_MAX_MS  10000u    /* a fix gives up waiting for a frame    */
 
+/* Optimistic access (P11) reads page bytes that a writer may be changing
+   and throws away what it read when the version moved: a race by design,
+   which ThreadSanitizer would report, so its builds go the latched way. */
+#if defined(__SANITIZE_THREAD__)
+#define POOL_OPTIMISTIC 0
+#else
+#define POOL_OPTIMISTIC 1
+#endif
+
 /* A frame's life (README section 5).  Transitions:
  *   FREE -> READING     fix miss or prefetch (frame_claim)        pool.c
  *   READING -> VALID    read verified (read_done)                  pool.c
@@ -50,6 +59,11 @@ struct frame {
     atomic_uint       pin_count;
     /* The page latch: protects the page bytes. */
     pthread_rwlock_t  latch;
+    /* Optimistic readers' check (P11): odd while the page is X-latched,
+       +1 at X latch and at X unlatch, +2 at eviction.  A reader that saw
+       the same even value before and after reading the bytes read a
+       consistent page. */
+    _Atomic uint64_t  version;
     /* LRU: under pool->lru_lock; old and times also read without it. */
     struct frame     *lru_prev, *lru_next;
     atomic_int        in_lru;
@@ -82,6 +96,7 @@ struct io_slot {                      /* an I/O context fixing threads share */
     struct io_ctx    *ctx;
     unsigned char    *stage;          /* one page for a foreground flush     */
     struct io_req    *done[POOL_IO_DEPTH];
+    atomic_ulong      opt_hits;       /* optimistic hits (pool_opt_fix)      */
 };
 
 struct cleaner;                       /* cleaner.c                           */

@@ -12,9 +12,11 @@
  * "concurrency": it also runs under the thread sanitizer.
  */
 #include "dkv.h"
+#include "engine/btree.h"
 #include "test_util.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -244,6 +246,166 @@ static void test_threads(void **state)
     fx->db = NULL;
 }
 
+/* ---- lookups while leaves split and merge ---------------------------------------------- */
+
+/* Lookups take no latch when the pages are in the pool (pager P11): they
+   read bytes a writer may be changing and keep them only if the page's
+   version did not move.  Writers here split and merge leaves all the
+   time; every value names its key and its own fill pattern, so a lookup
+   that kept a torn page, a page another key's leaf replaced, or the wrong
+   leaf after a split returns a value that fails the check, and the fixed
+   keys (never written during the run) must always be found. */
+
+#define SPLIT_KEYS 4000
+#define SPLIT_FIXED 2000          /* fixed keys sit between the others       */
+#define SPLIT_OPS  6000           /* writes per writer, at least             */
+#define SPLIT_GETS 40000          /* lookups per reader                      */
+
+struct split_shared {
+    dkv_db  *db;
+    int      errors;
+    int      readers_done;
+    uint64_t gets;
+};
+
+static size_t split_fixed_key(char *k, unsigned i)
+{
+    return (size_t)sprintf(k, "k%05uf", i * (SPLIT_KEYS / SPLIT_FIXED));
+}
+
+static size_t split_value(unsigned char *v, const char *k, size_t kl, uint64_t version,
+                          size_t len)
+{
+    size_t i;
+
+    memcpy(v, &version, 8);
+    memcpy(v + 8, k, kl);
+    for (i = 8 + kl; i < len; i++)
+        v[i] = (unsigned char)(version + i);
+    return len;
+}
+
+static int split_value_ok(const unsigned char *v, size_t vlen, const char *k, size_t kl)
+{
+    uint64_t version;
+    size_t i;
+
+    if (vlen < 8 + kl || memcmp(v + 8, k, kl) != 0)
+        return 0;
+    memcpy(&version, v, 8);
+    for (i = 8 + kl; i < vlen; i++)
+        if (v[i] != (unsigned char)(version + i))
+            return 0;
+    return 1;
+}
+
+static void *split_writer(void *arg)
+{
+    struct split_shared *sh = arg;
+    uint64_t rng = g_seed ^ (uintptr_t)&rng;
+    unsigned n;
+
+    for (n = 0; n < SPLIT_OPS || __atomic_load_n(&sh->readers_done, __ATOMIC_ACQUIRE) < 2; n++) {
+        char k[32];
+        unsigned char v[400];
+        size_t kl = (size_t)sprintf(k, "k%05u", (unsigned)(test_splitmix64(&rng) % SPLIT_KEYS));
+        uint64_t r = test_splitmix64(&rng);
+        int rc;
+        /* Rounds of mostly puts, then mostly deletes: the leaves split,
+           then merge. */
+        if (r % 100 < (n % 3000 < 1500 ? 85u : 30u))
+            rc = dkv_put(sh->db, k, kl, v, split_value(v, k, kl, r, 20 + r % 350));
+        else
+            rc = dkv_delete(sh->db, k, kl);
+        if (rc < 0)
+            __atomic_add_fetch(&sh->errors, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void *split_reader(void *arg)
+{
+    struct split_shared *sh = arg;
+    uint64_t rng = g_seed ^ (uintptr_t)&rng;
+    uint64_t gets = 0;
+
+    while (gets < SPLIT_GETS) {
+        char k[32];
+        unsigned char v[400];
+        size_t vlen = 0, kl;
+        uint64_t r = test_splitmix64(&rng);
+        int fixed = r & 1, rc;
+
+        kl = fixed ? split_fixed_key(k, (unsigned)(r >> 8) % SPLIT_FIXED)
+                   : (size_t)sprintf(k, "k%05u", (unsigned)(r >> 8) % SPLIT_KEYS);
+        rc = dkv_get(sh->db, k, kl, v, sizeof(v), &vlen);
+        if (fixed ? rc != DKV_OK || !split_value_ok(v, vlen, k, kl)
+                  : (rc != DKV_OK && rc != DKV_NOTFOUND) ||
+                    (rc == DKV_OK && !split_value_ok(v, vlen, k, kl))) {
+            fprintf(stderr, "get %.*s: rc %d, %zu bytes: wrong answer\n", (int)kl, k, rc, vlen);
+            __atomic_add_fetch(&sh->errors, 1, __ATOMIC_RELAXED);
+        }
+        gets++;
+    }
+    __atomic_add_fetch(&sh->gets, gets, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sh->readers_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Every other lookup yields the processor between reading a page and
+   checking it, so writers change pages under it often. */
+static void opt_pause_yield(void)
+{
+    static _Thread_local unsigned n;
+
+    if (++n & 1)
+        sched_yield();
+}
+
+static void gets_during_splits(struct fx *fx)
+{
+    struct split_shared sh = { 0 };
+    pthread_t t[4];
+    unsigned i;
+
+    fx_open(fx);
+    sh.db = fx->db;
+    for (i = 0; i < SPLIT_FIXED; i++) {
+        char k[32];
+        unsigned char v[400];
+        size_t kl = split_fixed_key(k, i);
+        assert_rc(dkv_put(fx->db, k, kl, v, split_value(v, k, kl, i, 20 + i % 200)), DKV_OK);
+    }
+    btree_opt_pause = opt_pause_yield;
+    assert_int_equal(pthread_create(&t[0], NULL, split_writer, &sh), 0);
+    assert_int_equal(pthread_create(&t[1], NULL, split_writer, &sh), 0);
+    assert_int_equal(pthread_create(&t[2], NULL, split_reader, &sh), 0);
+    assert_int_equal(pthread_create(&t[3], NULL, split_reader, &sh), 0);
+    for (i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    btree_opt_pause = NULL;
+    printf("gets during splits (pool %zu KiB): %llu gets, %d errors\n",
+           fx->o.pool_size >> 10, (unsigned long long)sh.gets, sh.errors);
+    assert_int_equal(sh.errors, 0);
+    assert_rc(dkv_close(fx->db), DKV_OK);
+    fx->db = NULL;
+}
+
+/* Everything in the pool: lookups go the optimistic way. */
+static void test_gets_during_splits(void **state)
+{
+    gets_during_splits(*state);
+}
+
+/* 48 frames: pages are evicted and frames reused under the lookups. */
+static void test_gets_during_splits_small_pool(void **state)
+{
+    struct fx *fx = *state;
+
+    fx->o.pool_size = 48 * 4096;
+    gets_during_splits(fx);
+}
+
 /* ---- limits and misuse --------------------------------------------------------------- */
 
 static void test_close_with_iterator(void **state)
@@ -344,6 +506,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gets_during_splits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gets_during_splits_small_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_iterator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_large_for_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
