@@ -226,19 +226,35 @@ static void read_done(struct pool *pool, struct io_req *req)
     frame_unpin(pool, f);               /* the pin the read held */
 }
 
+static int slot_make(struct pool *pool, struct io_slot *slot, int engine);
+
 /* A thread's slot: threads are numbered in the order they first fix a
    page, so up to slot_count threads each get a slot of their own.  (A
    hash of the thread id put two of two threads on one slot now and then,
    and a thread waiting for its read holds the slot's lock through the
-   wait, so their reads never overlapped.) */
+   wait, so their reads never overlapped; and slots shared by several
+   threads of many held each to about one read in flight.)  The slots past
+   the first few get their I/O context when a thread first needs one;
+   when that fails, the thread shares one of the first. */
 static struct io_slot *my_slot(struct pool *pool)
 {
     static atomic_uint next_thread;
     static _Thread_local unsigned thread_no;   /* 0: not numbered yet */
+    struct io_slot *slot;
 
     if (thread_no == 0)
         thread_no = atomic_fetch_add(&next_thread, 1) + 1;
-    return &pool->slots[(thread_no - 1) % pool->slot_count];
+    slot = &pool->slots[(thread_no - 1) % pool->slot_count];
+    if (__builtin_expect(!atomic_load_explicit(&slot->ready, memory_order_acquire), 0)) {
+        int rc = DKV_OK;
+        pthread_mutex_lock(&pool->slot_init_lock);
+        if (!atomic_load(&slot->ready))
+            rc = slot_make(pool, slot, io_ctx_engine(pool->slots[0].ctx));
+        pthread_mutex_unlock(&pool->slot_init_lock);
+        if (rc != DKV_OK)
+            slot = &pool->slots[(thread_no - 1) % pool->slots_eager];
+    }
+    return slot;
 }
 
 /* Submits reads for frames f[0..n) on slot, making room first. */
@@ -320,7 +336,7 @@ static int reap_reads(struct pool *pool)
         return 0;
     for (i = 0; i < pool->slot_count && !got; i++) {
         struct io_slot *slot = &pool->slots[i];
-        if (pthread_mutex_trylock(&slot->lock) != 0)
+        if (!atomic_load(&slot->ready) || pthread_mutex_trylock(&slot->lock) != 0)
             continue;
         if (io_ctx_inflight(slot->ctx) > 0)
             got = slot_reap(pool, slot, 1) == DKV_OK;
@@ -757,32 +773,56 @@ static void init_frames(struct pool *pool)
     }
 }
 
-static int init_slots(struct pool *pool)
+/* Gives slot its I/O context (engine: the pool's choice, or the one the
+   first slot settled on) and its staging page. */
+static int slot_make(struct pool *pool, struct io_slot *slot, int engine)
 {
-    struct io_ctx_config cfg = { .engine = pool->cfg.io_engine,
+    struct io_ctx_config cfg = { .engine = engine,
                                  .depth = POOL_IO_DEPTH,
                                  .fail_setup_mask = pool->cfg.io_fail_setup_mask };
     struct io_file *file = space_file(pool->sp);
+    int rc;
+
+    if (slot->stage == NULL)
+        slot->stage = io_buf_alloc(pool->page_size, pool->page_size);
+    if (slot->stage == NULL)
+        return DKV_ERR_NOMEM;
+    rc = io_ctx_create(&cfg, &slot->ctx);
+    if (rc != DKV_OK) {
+        slot->ctx = NULL;
+        return rc;
+    }
+    io_ctx_register(slot->ctx, &file, 1, pool->region, pool->region_size);
+    atomic_store_explicit(&slot->ready, 1, memory_order_release);
+    return DKV_OK;
+}
+
+/* The first slots (two per processor, at least POOL_IO_SLOTS_MIN) are made
+   now, so a backend that cannot be had fails the open; the others when a
+   thread first needs one (my_slot). */
+static int init_slots(struct pool *pool)
+{
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned i;
     int rc;
 
-    pool->slot_count = cpus > 0 ? 2 * (unsigned)cpus : POOL_IO_SLOTS_MIN;
-    if (pool->slot_count < POOL_IO_SLOTS_MIN)
-        pool->slot_count = POOL_IO_SLOTS_MIN;
+    pool->slot_count = POOL_IO_SLOTS;
+    pool->slots_eager = cpus > 0 ? 2 * (unsigned)cpus : POOL_IO_SLOTS_MIN;
+    if (pool->slots_eager < POOL_IO_SLOTS_MIN)
+        pool->slots_eager = POOL_IO_SLOTS_MIN;
+    if (pool->slots_eager > pool->slot_count)
+        pool->slots_eager = pool->slot_count;
+    pthread_mutex_init(&pool->slot_init_lock, NULL);
     pool->slots = calloc(pool->slot_count, sizeof(*pool->slots));
     if (pool->slots == NULL)
         return DKV_ERR_NOMEM;
-    for (i = 0; i < pool->slot_count; i++) {
-        struct io_slot *slot = &pool->slots[i];
-        pthread_mutex_init(&slot->lock, NULL);
-        slot->stage = io_buf_alloc(pool->page_size, pool->page_size);
-        if (slot->stage == NULL)
-            return DKV_ERR_NOMEM;
-        rc = io_ctx_create(&cfg, &slot->ctx);
+    for (i = 0; i < pool->slot_count; i++)
+        pthread_mutex_init(&pool->slots[i].lock, NULL);
+    for (i = 0; i < pool->slots_eager; i++) {
+        rc = slot_make(pool, &pool->slots[i],
+                       i == 0 ? pool->cfg.io_engine : io_ctx_engine(pool->slots[0].ctx));
         if (rc != DKV_OK)
             return rc;
-        io_ctx_register(slot->ctx, &file, 1, pool->region, pool->region_size);
     }
     return DKV_OK;
 }
@@ -855,10 +895,14 @@ void pool_close(struct pool *pool)
         return;
     cleaner_stop(pool);
     for (i = 0; pool->slots && i < pool->slot_count; i++) {
-        io_ctx_destroy(pool->slots[i].ctx);
-        io_buf_free(pool->slots[i].stage, pool->page_size);
+        if (pool->slots[i].ctx != NULL)
+            io_ctx_destroy(pool->slots[i].ctx);
+        if (pool->slots[i].stage != NULL)
+            io_buf_free(pool->slots[i].stage, pool->page_size);
         pthread_mutex_destroy(&pool->slots[i].lock);
     }
+    if (pool->slots != NULL)
+        pthread_mutex_destroy(&pool->slot_init_lock);
     free(pool->slots);
     for (i = 0; i < POOL_PARTS; i++) {
         free(pool->parts[i].buckets);

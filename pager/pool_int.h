@@ -13,7 +13,8 @@
 #include "pager.h"
 
 #define POOL_PARTS        64u       /* page-table partitions (power of two)  */
-#define POOL_IO_SLOTS_MIN 4u        /* I/O contexts shared by fixing threads */
+#define POOL_IO_SLOTS_MIN 4u        /* I/O contexts made at open, at least   */
+#define POOL_IO_SLOTS     64u       /* I/O contexts at most (made on demand) */
 #define POOL_IO_DEPTH     128u      /* requests in flight per slot           */
 #define POOL_LRU_SCAN     128u      /* frames a victim search looks at       */
 #define POOL_WAIT_MAX_MS  10000u    /* a fix gives up waiting for a frame    */
@@ -92,6 +93,7 @@ struct pool_part {                    /* one partition of the page table     */
 } __attribute__((aligned(64)));
 
 struct io_slot {                      /* an I/O context fixing threads share */
+    atomic_int        ready;          /* ctx and stage made (set once)       */
     pthread_mutex_t   lock;
     struct io_ctx    *ctx;
     unsigned char    *stage;          /* one page for a foreground flush     */
@@ -110,7 +112,9 @@ struct pool {
     struct frame     *frames;
     struct pool_part  parts[POOL_PARTS];
     struct io_slot   *slots;
-    unsigned          slot_count;
+    unsigned          slot_count;     /* POOL_IO_SLOTS                       */
+    unsigned          slots_eager;    /* made at open: 0..slots_eager-1      */
+    pthread_mutex_t   slot_init_lock; /* making a slot on demand             */
     atomic_uint       slot_next;
     struct pool_config cfg;
     unsigned          old_pct, old_time_ms, free_reserve, max_dirty_pct;
