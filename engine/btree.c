@@ -529,15 +529,58 @@ int btree_purge(struct btree *bt)
 /* Descends from the root to the leaf that holds key, shared, with latch
    coupling.  hi (BTREE_KEY_MAX bytes, or NULL): the smallest separator
    above key on the path, the leaf's upper bound (*hilen 0: none, the
-   last leaf).  ra: prefetch the next ra leaves (from the leaf's parent).
+   last leaf).  ra: read ahead the next ra leaves (from the leaf's parent)
+   in chunks (see below); with RA_NOW, whatever the leaf's position.
    leaf_no: stop above the leaf and return its number, fixing nothing. */
+#define RA_NOW    0x80000000u
+#define RA_MAX    256u
+
+/* A read-ahead window that reaches past its parent's last child goes on
+   into the next parents (the grandparent's next children): their children
+   are read without a latch (P11: the page is not latched left to right
+   under the parent's latch, which could deadlock with a merge) and kept
+   only if the page did not change meanwhile; a next parent not in the
+   pool yet (or still being read) is itself read ahead. */
+#define RA_PARENTS 3u
+static void ra_next_parent(struct btree *bt, uint32_t next, uint32_t *ahead,
+                           unsigned *nahead, unsigned ra)
+{
+    uint64_t v;
+    struct frame *f = pool_opt_peek(bt->pool, next, &v);
+    unsigned start = *nahead, i, n;
+    const unsigned char *page;
+    uint32_t child;
+
+    if (f == NULL) {
+        ahead[(*nahead)++] = next;
+        return;
+    }
+    page = frame_data(f);
+    if (page_type(page) != PAGE_TYPE_BTREE_INNER || node_level(page) != 1)
+        return;
+    n = node_count(page);
+    ahead[(*nahead)++] = node_leftmost(page);
+    for (i = 0; i < n && *nahead < ra; i++) {
+        if (node_child_checked(page, bt->ps, i, &child) != 0)
+            break;
+        ahead[(*nahead)++] = child;
+    }
+    if (!pool_opt_valid(f, v))
+        *nahead = start;
+}
+
 static int descend(struct btree *bt, const void *key, size_t klen, struct frame **fp,
                    unsigned char *hi, size_t *hilen, unsigned ra, uint32_t *leaf_no)
 {
     struct frame *f, *c;
-    uint32_t no = bt->root, ahead[64];
-    unsigned depth = 0, nahead = 0;
-    int rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
+    uint32_t no = bt->root, ahead[RA_MAX + RA_PARENTS], next_parent[RA_PARENTS] = { 0 };
+    unsigned depth = 0, nahead = 0, ra_now = (ra & RA_NOW) != 0;
+    int rc;
+
+    ra &= ~RA_NOW;
+    if (ra > RA_MAX)
+        ra = RA_MAX;
+    rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
 
     if (hilen)
         *hilen = 0;
@@ -560,10 +603,27 @@ static int descend(struct btree *bt, const void *key, size_t klen, struct frame 
             memcpy(hi, k, l);
             *hilen = l;
         }
-        if (node_level(page) == 1) {
+        /* Read-ahead in chunks of a quarter of the window, asked for at
+           leaves whose position is a multiple of the chunk: the window's
+           last quarter is then one stretch of leaves not yet asked for,
+           which the pool reads as one large request where the leaves are
+           neighbours on disk, and three such requests stay in flight (a
+           window sliding one leaf at a time would ask for one page at a
+           time). */
+        if (node_level(page) == 2 && ra > 0) {
+            unsigned j;
+            for (j = 0; j < RA_PARENTS; j++)
+                next_parent[j] = slot + j < n ? node_child(page, slot + j) : 0;
+        }
+        if (node_level(page) == 1 && ra > 0 &&
+            (ra_now || slot % ((ra + 3) / 4) == 0 || n - slot == (ra + 3) / 4)) {
             unsigned pos;
-            for (pos = slot + 1; pos <= n && nahead < ra && nahead < 64; pos++)
+            for (pos = slot + 1; pos <= n && nahead < ra; pos++)
                 ahead[nahead++] = node_child(page, pos - 1);
+            for (pos = 0; pos < RA_PARENTS && nahead < ra && next_parent[pos] != 0; pos++)
+                ra_next_parent(bt, next_parent[pos], ahead, &nahead, ra);
+        }
+        if (node_level(page) == 1) {
             if (leaf_no != NULL) {
                 *leaf_no = no;
                 pool_unfix(bt->pool, f);
@@ -717,6 +777,7 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
         else
             memcpy(target, key, tlen = klen);
     }
+    readahead |= readahead > 0 ? RA_NOW : 0;    /* the first leaf: now */
     while (rc == DKV_OK) {
         struct frame *f;
         const void *page;
@@ -724,6 +785,7 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
         int found = 0, stop = 0;
 
         rc = descend(bt, target, tlen, &f, hi, &hilen, readahead, NULL);
+        readahead &= ~RA_NOW;
         if (rc != DKV_OK)
             break;
         page = frame_data(f);
@@ -942,6 +1004,18 @@ static int insert_at(struct wr *w, unsigned i, unsigned slot, const struct cell 
    to the shortest prefix of the right half's first key that is still above
    the left half's last key (suffix truncation: shorter keys in the inner
    nodes, so more children per node and fewer levels). */
+/* 1 when every node above path[i] leads to its last child: path[i] is
+   the last node of its level. */
+static int on_right_edge(const struct wr *w, unsigned i)
+{
+    unsigned k;
+
+    for (k = 0; k < i; k++)
+        if (w->path[k].slot != node_count(frame_data(w->path[k].f)))
+            return 0;
+    return 1;
+}
+
 static int split_insert(struct wr *w, unsigned i, unsigned slot, const struct cell *c)
 {
     struct frame *f = w->path[i].f, *r;
@@ -977,6 +1051,12 @@ static int split_insert(struct wr *w, unsigned i, unsigned slot, const struct ce
     if (!leaf && j == 0)
         j = 1;                          /* the middle cell goes up: left keeps one */
     j = j < n ? j : n - 1;
+    /* An append - the new cell goes last, in the last node of its level -
+       keeps this node full and starts the new one with the cell alone
+       (SQLite's quick balance): keys loaded in order then fill their
+       nodes, not half of each. */
+    if (slot == n && n >= 2 && on_right_edge(w, i))
+        j = n - 1;
     free(size);
 
     rc = pool_mtr_alloc(w->m, node_page_type(level), &r);

@@ -527,7 +527,7 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
    served.  So it holds no latch between calls, and each key that no write
    touches during the scan is seen exactly once, in order (README 6). */
 #define ITER_FILL      (128u << 10)
-#define ITER_READAHEAD 16u
+#define ITER_READAHEAD 256u
 
 struct dkv_iter {
     dkv_db        *db;

@@ -245,6 +245,9 @@ uint32_t frame_page_no(const struct frame *f);
  * Builds with ThreadSanitizer always return NULL.
  */
 struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *version);
+/* pool_opt_fix for a look that is not a use of the page (read-ahead
+   planning): an old page too, and the LRU and hit counts are left alone. */
+struct frame *pool_opt_peek(struct pool *pool, uint32_t page_no, uint64_t *version);
 /* 1 when f still holds the same page, unchanged since pool_opt_fix. */
 int   pool_opt_valid(const struct frame *f, uint64_t version);
 /* Records a change to an X-fixed page: sets the page's LSN and puts it on
@@ -376,6 +379,8 @@ struct pool_stats {
     uint64_t frames, used, free_frames, dirty_pages;
     uint64_t hits, misses, read_waits;    /* read_waits: hit a page being read */
     uint64_t prefetched;                  /* reads started by pool_prefetch */
+    uint64_t read_requests;               /* read requests (a read-ahead run of
+                                             neighbouring pages is one)      */
     uint64_t evictions, pages_read, pages_written, write_batches;
     uint64_t made_young, not_young;
     uint64_t reads_inflight, writes_inflight;

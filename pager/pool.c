@@ -192,12 +192,21 @@ static int slot_reap(struct pool *pool, struct io_slot *slot, unsigned min)
     return DKV_OK;
 }
 
+/* P0: a page just read, checked.  DKV_NOTFOUND: never written (zeros). */
+static int read_verify(struct pool *pool, const void *buf, uint32_t page_no)
+{
+    int rc = page_verify(buf, pool->page_size, page_no);
+
+    return rc;
+}
+
+static void read_finish(struct pool *pool, struct frame *f, int rc);
+
 /* The completion of a page read (P0: verified right after the read). */
 static void read_done(struct pool *pool, struct io_req *req)
 {
     struct frame *f = (struct frame *)((char *)req->owner -
                                        offsetof(struct frame, read_hook));
-    struct pool_part *part = pool_part_of(pool, f->page_no);
     int rc;
 
     if (req->res < 0)
@@ -205,11 +214,58 @@ static void read_done(struct pool *pool, struct io_req *req)
     else if ((size_t)req->res != req->len)
         rc = PAGER_CORRUPT(f->page_no, "page lies beyond the end of the file");
     else
-        rc = page_verify(req->buf, pool->page_size, f->page_no);
+        rc = read_verify(pool, req->buf, f->page_no);
+    atomic_fetch_sub(&pool->reads_inflight, 1);
+    read_finish(pool, f, rc);
+}
+
+/* Read-ahead of neighbouring pages as one request (pool_prefetch): the
+   pages land in a staging buffer and are copied into their frames, which
+   were claimed (READING) before the request went out. */
+struct run_read {
+    struct io_done_hook hook;
+    struct io_req       req;
+    unsigned            n;
+    struct frame       *f[POOL_RUN_MAX];
+};
+
+static void run_done(struct pool *pool, struct io_req *req)
+{
+    struct run_read *r = (struct run_read *)((char *)req->owner -
+                                             offsetof(struct run_read, hook));
+    unsigned i;
+
+    atomic_fetch_sub(&pool->reads_inflight, 1);
+    for (i = 0; i < r->n; i++) {
+        struct frame *f = r->f[i];
+        const unsigned char *page = (const unsigned char *)req->buf +
+                                    (size_t)i * pool->page_size;
+        int rc;
+
+        if (req->res < 0)
+            rc = (int)req->res;
+        else if ((uint64_t)req->res < ((uint64_t)i + 1) * pool->page_size)
+            rc = PAGER_CORRUPT(f->page_no, "page lies beyond the end of the file");
+        else
+            rc = read_verify(pool, page, f->page_no);
+        if (rc == DKV_OK || rc == DKV_NOTFOUND)
+            memcpy(frame_data(f), page, pool->page_size);
+        read_finish(pool, f, rc);
+    }
+    io_buf_free(req->buf, (size_t)r->n * pool->page_size);
+    free(r);
+}
+
+/* A frame's read is over, its bytes checked with result rc: the frame
+   becomes VALID (or FAILED, leaving the page table) and the read's pin
+   goes. */
+static void read_finish(struct pool *pool, struct frame *f, int rc)
+{
+    struct pool_part *part = pool_part_of(pool, f->page_no);
+
     f->empty = rc == DKV_NOTFOUND;
     if (rc == DKV_NOTFOUND)
         rc = DKV_OK;
-    atomic_fetch_sub(&pool->reads_inflight, 1);
     atomic_fetch_add(&pool->pages_read, 1);
     pthread_mutex_lock(&part->lock);
     f->read_rc = rc;
@@ -257,31 +313,95 @@ static struct io_slot *my_slot(struct pool *pool)
     return slot;
 }
 
-/* Submits reads for frames f[0..n) on slot, making room first. */
-static void submit_reads(struct pool *pool, struct io_slot *slot,
-                         struct frame **f, unsigned n)
+/* Submits read requests reqs[0..n) (of frames claimed on slot, or runs of
+   them) on slot, making room first. */
+static void submit_read_reqs(struct pool *pool, struct io_slot *slot,
+                             struct io_req **reqs, unsigned n)
 {
-    struct io_req *reqs[POOL_IO_DEPTH];
     unsigned i, rounds = 0;
     int rc;
 
-    for (i = 0; i < n; i++)
-        reqs[i] = &f[i]->req;
     atomic_fetch_add(&pool->reads_inflight, n);
+    atomic_fetch_add(&pool->read_requests, n);
     pthread_mutex_lock(&slot->lock);
     while (io_ctx_inflight(slot->ctx) + n > POOL_IO_DEPTH && rounds++ < POOL_IO_DEPTH)
         if (slot_reap(pool, slot, 1) != DKV_OK)
             break;
-    for (i = 0; i < n; i++)
-        dkv_assert(&pool->slots[f[i]->io_slot] == slot);
     rc = io_ctx_submit(slot->ctx, reqs, n);
     pthread_mutex_unlock(&slot->lock);
     if (rc != DKV_OK) {
         for (i = 0; i < n; i++) {
+            struct io_done_hook *hook = reqs[i]->owner;
             reqs[i]->res = rc;
-            read_done(pool, reqs[i]);
+            hook->done(pool, reqs[i]);
         }
     }
+}
+
+/* Submits reads for frames f[0..n) on slot. */
+static void submit_reads(struct pool *pool, struct io_slot *slot,
+                         struct frame **f, unsigned n)
+{
+    struct io_req *reqs[POOL_IO_DEPTH];
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        dkv_assert(&pool->slots[f[i]->io_slot] == slot);
+        reqs[i] = &f[i]->req;
+    }
+    submit_read_reqs(pool, slot, reqs, n);
+}
+
+static int by_page_no(const void *a, const void *b)
+{
+    uint32_t x = (*(struct frame *const *)a)->page_no;
+    uint32_t y = (*(struct frame *const *)b)->page_no;
+
+    return (x > y) - (x < y);
+}
+
+/* Submits reads for claimed frames f[0..n) on slot, neighbouring pages
+   (consecutive numbers, up to POOL_RUN_MAX) as one request each: the
+   device moves a run of pages in about the time of one. */
+static void submit_reads_merged(struct pool *pool, struct io_slot *slot,
+                                struct frame **f, unsigned n)
+{
+    struct io_req *reqs[POOL_IO_DEPTH];
+    unsigned i = 0, k = 0;
+
+    qsort(f, n, sizeof(*f), by_page_no);
+    while (i < n) {
+        unsigned len = 1;
+        struct run_read *r = NULL;
+        void *buf = NULL;
+
+        while (i + len < n && len < POOL_RUN_MAX &&
+               f[i + len]->page_no == f[i]->page_no + len)
+            len++;
+        if (len > 1) {
+            r = malloc(sizeof(*r));
+            buf = r ? io_buf_alloc((size_t)len * pool->page_size, pool->page_size) : NULL;
+        }
+        if (buf == NULL) {              /* one page, or no memory: alone */
+            free(r);
+            for (unsigned j = 0; j < len; j++)
+                reqs[k++] = &f[i + j]->req;
+        } else {
+            r->hook.done = run_done;
+            r->n = len;
+            memcpy(r->f, f + i, len * sizeof(*f));
+            memset(&r->req, 0, sizeof(r->req));
+            r->req.op = IO_READ;
+            r->req.file = space_file(pool->sp);
+            r->req.buf = buf;
+            r->req.len = (size_t)len * pool->page_size;
+            r->req.off = space_page_offset(pool->sp, f[i]->page_no);
+            r->req.owner = &r->hook;
+            reqs[k++] = &r->req;
+        }
+        i += len;
+    }
+    submit_read_reqs(pool, slot, reqs, k);
 }
 
 /* Waits until f (pinned) is no longer being read, helping to reap its slot.
@@ -582,7 +702,8 @@ void pool_unfix(struct pool *pool, struct frame *f)
    lead astray, never forever. */
 #define POOL_OPT_CHAIN_MAX 16
 
-struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *version)
+static struct frame *opt_find(struct pool *pool, uint32_t page_no, uint64_t *version,
+                              int peek)
 {
 #if POOL_OPTIMISTIC
     struct pool_part *part = pool_part_of(pool, page_no);
@@ -601,20 +722,33 @@ struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *versio
     if ((v & 1) != 0 || atomic_load(&f->state) != FRAME_VALID || f->empty ||
         __atomic_load_n(&f->page_no, __ATOMIC_RELAXED) != page_no)
         return NULL;
+    *version = v;
+    if (peek)
+        return f;
     /* An old page's hit is the LRU policy's business (P6): the latched
        path applies it.  Once nothing has been evicted, order is moot. */
     if (atomic_load_explicit(&f->old, memory_order_relaxed) &&
         atomic_load_explicit(&pool->evict_clock, memory_order_relaxed) != 0)
         return NULL;
     atomic_fetch_add_explicit(&my_slot(pool)->opt_hits, 1, memory_order_relaxed);
-    *version = v;
     return f;
 #else
     (void)pool;
     (void)page_no;
     (void)version;
+    (void)peek;
     return NULL;
 #endif
+}
+
+struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *version)
+{
+    return opt_find(pool, page_no, version, 0);
+}
+
+struct frame *pool_opt_peek(struct pool *pool, uint32_t page_no, uint64_t *version)
+{
+    return opt_find(pool, page_no, version, 1);
 }
 
 int pool_opt_valid(const struct frame *f, uint64_t version)
@@ -652,6 +786,15 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
     struct io_slot *slot = my_slot(pool);
     unsigned i, k = 0, started = 0;
 
+    /* Reads of ours that completed are finished first (a poll, no wait):
+       nobody may be waiting for them, and until then their pages look
+       still in flight to an optimistic look (a scan's read-ahead plans
+       from the parents it read ahead). */
+    if (atomic_load(&pool->reads_inflight) > 0 && pthread_mutex_trylock(&slot->lock) == 0) {
+        if (io_ctx_inflight(slot->ctx) > 0)
+            slot_reap(pool, slot, 0);
+        pthread_mutex_unlock(&slot->lock);
+    }
     /* Advice, not a command: never more than a quarter of the pool. */
     for (i = 0; i < n && started < pool->frame_count / 4; i++) {
         struct pool_part *part = pool_part_of(pool, page_nos[i]);
@@ -678,12 +821,12 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
         started++;
         batch[k++] = f;
         if (k == sizeof(batch) / sizeof(batch[0])) {
-            submit_reads(pool, slot, batch, k);
+            submit_reads_merged(pool, slot, batch, k);
             k = 0;
         }
     }
     if (k > 0)
-        submit_reads(pool, slot, batch, k);
+        submit_reads_merged(pool, slot, batch, k);
     if (atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2)
         pool_wake_cleaner(pool);
     return DKV_OK;
@@ -895,6 +1038,11 @@ void pool_close(struct pool *pool)
         return;
     cleaner_stop(pool);
     for (i = 0; pool->slots && i < pool->slot_count; i++) {
+        /* Reads nobody reaped (prefetches) end through their hooks, which
+           free what a merged read allocated. */
+        while (pool->slots[i].ctx != NULL && io_ctx_inflight(pool->slots[i].ctx) > 0 &&
+               slot_reap(pool, &pool->slots[i], 1) == DKV_OK)
+            ;
         if (pool->slots[i].ctx != NULL)
             io_ctx_destroy(pool->slots[i].ctx);
         if (pool->slots[i].stage != NULL)
@@ -940,6 +1088,7 @@ void pool_stats_get(struct pool *pool, struct pool_stats *st)
     st->dirty_pages = atomic_load(&pool->dirty_count);
     st->misses = atomic_load(&pool->misses);
     st->prefetched = atomic_load(&pool->prefetched);
+    st->read_requests = atomic_load(&pool->read_requests);
     st->evictions = atomic_load(&pool->evictions);
     st->pages_read = atomic_load(&pool->pages_read);
     st->pages_written = atomic_load(&pool->pages_written);

@@ -16,6 +16,8 @@
 #define POOL_IO_SLOTS_MIN 4u        /* I/O contexts made at open, at least   */
 #define POOL_IO_SLOTS     64u       /* I/O contexts at most (made on demand) */
 #define POOL_IO_DEPTH     128u      /* requests in flight per slot           */
+#define POOL_RUN_MAX      64u       /* neighbouring pages one read-ahead
+                                       request may carry                     */
 #define POOL_LRU_SCAN     128u      /* frames a victim search looks at       */
 #define POOL_WAIT_MAX_MS  10000u    /* a fix gives up waiting for a frame    */
 
@@ -149,7 +151,7 @@ struct pool {
     uint64_t          redo_held_lsn;
 
     /* Statistics not kept in the partitions. */
-    atomic_ulong      misses, prefetched;
+    atomic_ulong      misses, prefetched, read_requests;
     atomic_ulong      evictions, pages_read, pages_written, write_batches;
     atomic_ulong      made_young, not_young;
     atomic_ulong      reads_inflight, writes_inflight;

@@ -1319,6 +1319,51 @@ static void test_prefetch_then_hits(void **state)
     assert_int_equal(c.reads_inflight, 0);
 }
 
+/* Neighbouring pages prefetched together travel as one request each run
+   (up to POOL_RUN_MAX pages), every page lands in its own frame intact,
+   and a damaged page inside a run fails alone. */
+static void test_prefetch_merges_neighbours(void **state)
+{
+    struct fx *fx = *state;
+    uint32_t list[80];
+    struct pool_stats a, b;
+    unsigned char byte;
+    struct frame *f;
+    unsigned i, n = 0;
+    int fd;
+
+    fx_load(fx, 100);
+    fd = open(fx->path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &byte, 1, 40 * PS + PAGE_HEADER_SIZE + 100), 1);
+    byte ^= 0x10;
+    assert_int_equal(pwrite(fd, &byte, 1, 40 * PS + PAGE_HEADER_SIZE + 100), 1);
+    close(fd);
+    fx_open(fx, 400, POOL_NO_CLEANER);          /* prefetch: a quarter at most */
+    touch(fx, 5);                               /* present: splits the run */
+    for (i = 80; i >= 1; i--)                   /* asked for in any order */
+        list[n++] = i;
+    a = fx_stats(fx);
+    assert_rc(pool_prefetch(fx->pool, list, n), DKV_OK);
+    assert_rc(pool_check(fx->pool), DKV_OK);
+    for (i = 1; i <= 80; i++) {
+        if (i == 40) {
+            assert_rc(pool_fix(fx->pool, 40, POOL_S, 0, &f), DKV_ERR_CORRUPT);
+            assert_int_equal(pager_last_corruption().page_no, 40);
+            continue;
+        }
+        touch(fx, i);
+    }
+    b = fx_stats(fx);
+    assert_int_equal(b.prefetched - a.prefetched, 79);
+    assert_int_equal(b.misses - a.misses, 1);   /* the damaged page, again */
+    /* 79 pages in batches of POOL_IO_DEPTH / 2 claimed frames, each batch
+       in runs of consecutive pages: a handful of requests, not 79. */
+    assert_true(b.read_requests - a.read_requests <= 5);
+    assert_int_equal(b.reads_inflight, 0);
+    assert_rc(pool_check(fx->pool), DKV_OK);
+}
+
 /* Every frame pinned: a fix of one more page gives up with
    DKV_ERR_NOMEM (after POOL_WAIT_MAX_MS), and works once a pin goes. */
 static void test_all_pinned_nomem(void **state)
@@ -1407,6 +1452,7 @@ int main(void)
         T(test_corrupt_page_detected),
         T(test_meta_survives_reopen),
         T(test_prefetch_then_hits),
+        T(test_prefetch_merges_neighbours),
         T(test_all_pinned_nomem),
         T(test_cleaner_keeps_free_frames),
     };
