@@ -20,6 +20,14 @@
 #define BTREE_META_ROOT  0u         /* file header meta slot: the root page */
 #define BTREE_META_PURGE 1u         /* the first overflow chain to be freed */
 
+/* An overflow page's body (PAGE_TYPE_OVERFLOW), for the file checker
+   (check.c); btree.c defines the same values and owns the format. */
+#define OVF_OFF_NEXT  PAGE_HEADER_SIZE          /* u32 next page of the value, 0: last */
+#define OVF_OFF_LEN   (PAGE_HEADER_SIZE + 4)    /* u32 value bytes in this page       */
+#define OVF_OFF_CHAIN (PAGE_HEADER_SIZE + 8)    /* u32 (first page only) the next
+                                                   chain on the purge list            */
+#define OVF_OFF_DATA  (PAGE_HEADER_SIZE + 12)
+
 /* Redo record types of the tree (engine-defined: > REDO_PAGER_MAX). */
 enum btree_redo {
     BT_REDO_INIT = 64,      /* u16 page type, u8 level, u32 leftmost, u32 right */

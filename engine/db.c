@@ -47,6 +47,7 @@ DKV_EXPORT const char *dkv_strerror(int rc)
     case DKV_ERR_BUSY:        return "database is in use by another process";
     case DKV_ERR_READONLY:    return "database is read-only";
     case DKV_ERR_UNSUPPORTED: return "not supported on this system or build";
+    case DKV_ERR_AGAIN:       return "too many concurrent writes for the operation; try again";
     default:                  return "unknown error code";
     }
 }
@@ -722,5 +723,16 @@ DKV_EXPORT int dkv_stats_get(dkv_db *db, dkv_stats *st)
     st->checkpoints = ws.checkpoints;
     st->io_engine = ps.io_engine;
     st->direct = ps.direct;
+    st->log_lsn = ws.lsn;
+    st->log_checkpoint_lsn = ws.checkpoint_lsn;
+    st->log_capacity = ws.capacity;
     return DKV_OK;
 }
+
+/* ---- for the other entry points of the engine (db_int.h) ---------------------------- */
+
+struct store *db_store(dkv_db *db) { return db->s; }
+struct btree *db_btree(dkv_db *db) { return db->bt; }
+int  db_read_only(const dkv_db *db) { return db->read_only; }
+void db_writers_stop(dkv_db *db)    { pthread_rwlock_wrlock(&db->units); }
+void db_writers_resume(dkv_db *db)  { pthread_rwlock_unlock(&db->units); }

@@ -63,6 +63,7 @@ struct dblwr *store_dblwr(struct store *s);   /* NULL with page images    */
 /* Torn pages the doublewrite file repaired at this open. */
 unsigned store_torn_restored(struct store *s);
 struct wal  *store_wal(struct store *s);
+struct space *store_space(struct store *s);   /* the data file          */
 
 /* Starts an MTR: waits, before any page is latched, until the log has
    room (wal_free_check), then pool_mtr_start.  Every MTR that will be

@@ -230,6 +230,7 @@ int store_open(const char *dir, const struct store_config *cfg,
 
 struct pool *store_pool(struct store *s) { return s->pool; }
 struct wal  *store_wal(struct store *s)  { return s->wal; }
+struct space *store_space(struct store *s) { return s->sp; }
 struct dblwr *store_dblwr(struct store *s) { return s->dw; }
 unsigned store_torn_restored(struct store *s) { return s->torn_restored; }
 

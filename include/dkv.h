@@ -44,7 +44,8 @@ enum dkv_rc {
     DKV_ERR_NOMEM       = -5,   /* out of memory                            */
     DKV_ERR_BUSY        = -6,   /* another process holds the database       */
     DKV_ERR_READONLY    = -7,   /* a write to a read-only database          */
-    DKV_ERR_UNSUPPORTED = -8    /* not available on this system or build    */
+    DKV_ERR_UNSUPPORTED = -8,   /* not available on this system or build    */
+    DKV_ERR_AGAIN       = -9    /* raced with too many writes: try again    */
 };
 
 /* ---- types ----------------------------------------------------------- */
@@ -89,6 +90,9 @@ typedef struct dkv_stats {
     uint64_t wal_bytes, wal_syncs, checkpoints;
     const char *io_engine;           /* "io_uring", "libaio", "psync"         */
     int      direct;                 /* 1 when data files really use O_DIRECT */
+    uint64_t log_lsn;                /* the log's end (bytes ever appended)   */
+    uint64_t log_checkpoint_lsn;     /* recovery would start here             */
+    uint64_t log_capacity;           /* bytes of the circular log             */
 } dkv_stats;
 
 /* ---- functions ------------------------------------------------------- */
@@ -173,6 +177,49 @@ DKV_EXPORT int  dkv_sync(dkv_db *db);
 /* Writes every dirty page and advances the checkpoint. */
 DKV_EXPORT int  dkv_checkpoint(dkv_db *db);
 DKV_EXPORT int  dkv_stats_get(dkv_db *db, dkv_stats *st);
+
+/* ---- checking and backup ---------------------------------------------- */
+
+typedef struct dkv_check_info {
+    uint32_t page_size;
+    uint64_t file_pages;             /* pages the data file has room for     */
+    uint64_t page_count;             /* pages [0, page_count) in use or free */
+    uint64_t free_pages;             /* on the free list                     */
+    uint64_t leaf_pages, inner_pages, overflow_pages;
+    uint64_t keys;
+    unsigned height;                 /* levels of the B+tree (1: a root leaf) */
+    double   leaf_fill, inner_fill;  /* bytes in use / bytes, 0..1           */
+    uint64_t bad_page;               /* DKV_ERR_CORRUPT: the damaged page    */
+    char     problem[256];           /* DKV_ERR_CORRUPT: what is wrong       */
+} dkv_check_info;
+
+/* Checks the whole database: writes every dirty page, then, with writes
+   held back (lookups go on), reads every page of the data file from the
+   disk and checks its checksum and number, each B+tree node's structure
+   and key order, that every page is referenced exactly once (by the tree,
+   a long value, the purge list or the free list) and leads back to the
+   file header, the free list's count, and the tree's levels, separators
+   and leaf chain.  Fills *info (counts, tree height, fill factors) as far
+   as it got.  DKV_ERR_CORRUPT on the first damage found: info->bad_page
+   and info->problem say where and what.  DKV_ERR_READONLY for a database
+   opened read-only. */
+DKV_EXPORT int  dkv_check(dkv_db *db, dkv_check_info *info);
+
+/* The page and reason of the last DKV_ERR_CORRUPT this thread got from the
+   library (dkv_open of a damaged database, a get that hit a bad page):
+   DKV_OK with *page_no and *what (a static string) set, or DKV_NOTFOUND
+   when there was none. */
+DKV_EXPORT int  dkv_last_corruption(uint64_t *page_no, const char **what);
+
+/* Writes a consistent copy of db into dest_dir (created when missing; it
+   must not hold a database: DKV_ERR_INVALID) while other threads keep
+   reading and writing through db.  The copy holds every write
+   acknowledged before the call, is a database dkv_open opens (its first
+   open replays the log copied with it) and passes dkv_check.  Writers are
+   never blocked for long: if more log is written during the backup than
+   the log holds (256 MiB), it fails with DKV_ERR_AGAIN; on any failure
+   the files it made are removed.  DKV_ERR_READONLY for a read-only db. */
+DKV_EXPORT int  dkv_backup(dkv_db *db, const char *dest_dir);
 
 #ifdef __cplusplus
 }

@@ -67,11 +67,9 @@ int ckpt_load(struct wal *wal)
     return DKV_OK;
 }
 
-int ckpt_write(struct wal *wal, uint64_t no, uint64_t lsn, uint64_t end_lsn)
+void ckpt_encode(const struct wal *wal, unsigned char *p, uint64_t no,
+                 uint64_t lsn, uint64_t end_lsn)
 {
-    unsigned char *p = wal->block;
-    int rc;
-
     memset(p, 0, LOG_BLOCK);
     store_le32(p + CK_OFF_MAGIC, CKPT_MAGIC);
     store_le64(p + CK_OFF_NO, no);
@@ -79,6 +77,14 @@ int ckpt_write(struct wal *wal, uint64_t no, uint64_t lsn, uint64_t end_lsn)
     store_le64(p + CK_OFF_END_LSN, end_lsn);
     store_le64(p + CK_OFF_DB_ID, wal->db_id);
     store_le32(p + CK_OFF_CRC, crc32c(0, p + 4, LOG_BLOCK - 4));
+}
+
+int ckpt_write(struct wal *wal, uint64_t no, uint64_t lsn, uint64_t end_lsn)
+{
+    unsigned char *p = wal->block;
+    int rc;
+
+    ckpt_encode(wal, p, no, lsn, end_lsn);
     rc = wal_io(wal, IO_WRITE, p, LOG_BLOCK, LOG_CKPT_OFF(no % 2));
     if (rc == DKV_OK && !wal->cfg.dsync)
         rc = io_file_sync(wal->file);

@@ -156,4 +156,30 @@ struct wal_stats {
 };
 void wal_stats_get(struct wal *wal, struct wal_stats *st);
 
+/* ---- hot backup (wal/backup.c, used by engine/backup.c) ---------------------- */
+
+struct wal_backup_info {
+    uint64_t checkpoint_lsn;    /* the copy's recovery starts here            */
+    uint64_t checkpoint_no;
+    uint64_t capacity;          /* the copy has the same data area            */
+    uint64_t file_size;         /* bytes of the log file                      */
+    int      fd;                /* the log file (to copy blocks from)         */
+};
+
+/* Notes the current checkpoint: every change before it is in the data
+   file, so a copy of the data file taken from now on, plus the log from
+   it, recovers to a consistent state. */
+void wal_backup_start(struct wal *wal, struct wal_backup_info *bi);
+/* Offset in the log file (and in a copy of the same capacity) of the block
+   holding lsn. */
+uint64_t wal_backup_offset(const struct wal *wal, uint64_t lsn);
+/* 1 when the 4 KiB block is the intact stream block at block_lsn (CRC and
+   LSN agree); 0 for a torn block or one from another lap. */
+int  wal_block_intact(const void *block, uint64_t block_lsn);
+/* Fills hdr with the log's header block (read back and checked) and slot
+   with a checkpoint block for bi->checkpoint_lsn; *slot_off: where the
+   slot goes.  Both buffers are 4 KiB, aligned for direct I/O. */
+int  wal_backup_blocks(struct wal *wal, const struct wal_backup_info *bi,
+                       void *hdr, void *slot, uint64_t *slot_off);
+
 #endif /* DKV_WAL_WAL_H */

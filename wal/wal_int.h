@@ -89,6 +89,9 @@ uint64_t wal_now_us(void);
 /* Reads both slots and picks the newest valid one; DKV_ERR_CORRUPT if
    neither is valid. */
 int      ckpt_load(struct wal *wal);
+/* Encodes checkpoint number no for lsn into the 4 KiB block p. */
+void     ckpt_encode(const struct wal *wal, unsigned char *p, uint64_t no,
+                     uint64_t lsn, uint64_t end_lsn);
 /* Writes checkpoint number no for lsn into its slot and syncs the log. */
 int      ckpt_write(struct wal *wal, uint64_t no, uint64_t lsn, uint64_t end_lsn);
 /* The background thread's checkpoint policy. */
