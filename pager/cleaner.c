@@ -153,6 +153,10 @@ static int copy_out(struct pool *pool, struct frame *f, unsigned char *dst,
 
     if (pthread_rwlock_tryrdlock(&f->latch) != 0)
         return 0;
+    if (atomic_load(&f->redo_holding)) {     /* an MTR half redone */
+        pthread_rwlock_unlock(&f->latch);
+        return 0;
+    }
     pthread_mutex_lock(&pool->flush_lock);
     ok = atomic_load(&f->dirty) && !atomic_load(&f->write_pending);
     if (ok) {

@@ -459,8 +459,11 @@ static int redo_check(struct pool *pool, int type, uint32_t page_no_,
 /* Releases the frames held for the MTR being redone. */
 static void redo_release(struct pool *pool)
 {
-    while (pool->redo_held_count > 0)
-        frame_unpin(pool, pool->redo_held[--pool->redo_held_count]);
+    while (pool->redo_held_count > 0) {
+        struct frame *f = pool->redo_held[--pool->redo_held_count];
+        atomic_store(&f->redo_holding, 0);
+        frame_unpin(pool, f);
+    }
 }
 
 /* Keeps f (fixed by the caller) pinned while the MTR that ends at end_lsn
@@ -479,6 +482,11 @@ static void redo_hold(struct pool *pool, struct frame *f, uint64_t end_lsn)
     if (pool->redo_held_count == POOL_MTR_PAGES)
         return;                        /* an MTR holds at most this many */
     atomic_fetch_add(&f->pin_count, 1);   /* fixed already: P1 holds */
+    /* Set under the X latch, before it is released: the cleaner must not
+       write the page between two records of this MTR - on disk with the
+       MTR's LSN and only part of its records, a crash during recovery
+       would leave the next recovery skipping the rest. */
+    atomic_store(&f->redo_holding, 1);
     pool->redo_held[pool->redo_held_count++] = f;
 }
 

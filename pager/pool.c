@@ -111,9 +111,13 @@ int pool_hash_remove_if_idle(struct pool *pool, struct frame *f)
     int removed = 0;
 
     pthread_mutex_lock(&part->lock);
+    /* The pin count again last: a frame the cleaner pinned (it pins dirty
+       frames without this lock, P1) and whose write finished between the
+       first look and the dirty checks is clean by now but still pinned. */
     if (atomic_load(&f->pin_count) == 0 && !atomic_load(&f->dirty) &&
         !atomic_load(&f->write_pending) &&
-        atomic_load(&f->state) == FRAME_VALID) {
+        atomic_load(&f->state) == FRAME_VALID &&
+        atomic_load(&f->pin_count) == 0) {
         /* Before the frame can take another page: an optimistic reader
            that read this page's version sees it change (P11). */
         atomic_fetch_add(&f->version, 2);

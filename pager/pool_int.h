@@ -56,6 +56,8 @@ struct frame {
     int               empty;          /* read an all-zero page               */
     uint64_t          redo_end_lsn;   /* recovery: the MTR being applied to
                                          this page (under its X latch)       */
+    atomic_int        redo_holding;   /* recovery: held for an MTR being
+                                         redone - not written meanwhile      */
     struct frame     *hash_next;
     /* Pins: atomic; a new pin on an unpinned frame is taken only under the
        partition lock (P1). */
