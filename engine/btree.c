@@ -380,12 +380,14 @@ static int ovf_write(struct btree *bt, struct pool_mtr *m, const unsigned char *
 /* Copies min(cap, total) bytes of the value whose chain starts at first
    (the leaf that points to it is latched by the caller, so the chain
    cannot be freed meanwhile). */
+#define OVF_RA 64u                   /* overflow pages read ahead at once */
+
 static int ovf_read(struct btree *bt, uint32_t first, uint64_t total, void *buf,
                     size_t cap)
 {
     uint64_t want = total < cap ? total : cap, off = 0;
     uint64_t hops = total / ovf_room(bt) + 2;
-    uint32_t no = first;
+    uint32_t no = first, ra_end = first;
 
     while (off < want) {
         struct frame *f;
@@ -395,6 +397,21 @@ static int ovf_read(struct btree *bt, uint32_t first, uint64_t total, void *buf,
 
         if (no == 0 || hops-- == 0)
             return PAGER_CORRUPT(first, "an overflow chain is shorter than its value");
+        /* A chain is written in page order when the free list had nothing
+           to give, so the pages after this one are read ahead while the
+           chain keeps to them (a chain that jumps is followed page by
+           page): a long value moves in large requests. */
+        if (no == ra_end || (no > first && no + OVF_RA / 2 == ra_end)) {
+            uint32_t ahead[OVF_RA];
+            uint64_t here = (want - off + ovf_room(bt) - 1) / ovf_room(bt);
+            uint64_t left = here > ra_end - no ? here - (ra_end - no) : 0;
+            unsigned k, n = left < OVF_RA ? (unsigned)left : OVF_RA;
+            for (k = 0; k < n; k++)
+                ahead[k] = ra_end + k;
+            if (n > 1)
+                pool_prefetch(bt->pool, ahead, n);
+            ra_end += n;
+        }
         rc = ovf_fix(bt, NULL, no, POOL_S, &f);
         if (rc != DKV_OK)
             return rc;
@@ -409,6 +426,8 @@ static int ovf_read(struct btree *bt, uint32_t first, uint64_t total, void *buf,
                off + len <= want ? len : want - off);
         pool_unfix(bt->pool, f);
         off += len;
+        if (next != no + 1)
+            ra_end = 0;                 /* left the run: no more guesses */
         no = next;
     }
     return DKV_OK;
