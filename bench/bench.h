@@ -242,6 +242,24 @@ double bench_hist_pct_us(const struct bench_hist *h, double pct);
    generator after Gray et al.), rank 0 the most frequent. */
 void bench_zipf_fill(uint32_t *out, size_t len, uint32_t n, double theta,
                      uint64_t seed);
+/* A zipfian generator over [0, n), rank 0 the most frequent (Gray et al.,
+   "Quickly generating billion-record synthetic databases", SIGMOD 1994:
+   the generator YCSB uses), 0 < theta < 1.  zetan is kept so that n can
+   grow (YCSB's "latest" distribution follows the inserts). */
+struct bench_zipf {
+    uint64_t n;
+    double   theta, alpha, zetan, zeta2, eta;
+};
+void     bench_zipf_init(struct bench_zipf *z, uint64_t n, double theta);
+/* Grows n to n_new (>= n), adding the new terms of zetan. */
+void     bench_zipf_grow(struct bench_zipf *z, uint64_t n_new);
+uint64_t bench_zipf_next(const struct bench_zipf *z, uint64_t *rng);
+/* YCSB's scrambled zipfian: a rank over BENCH_ZIPF_SCRAMBLE_ITEMS items,
+   hashed (FNV-1a, 64 bits) onto [0, n): the popular keys are spread over
+   the key space instead of being its first ones.  z: bench_zipf_init'ed
+   with BENCH_ZIPF_SCRAMBLE_ITEMS. */
+#define BENCH_ZIPF_SCRAMBLE_ITEMS 10000000000ull
+uint64_t bench_zipf_scrambled(const struct bench_zipf *z, uint64_t *rng, uint64_t n);
 /* Shuffles a[0..n) (Fisher-Yates). */
 void bench_shuffle(uint32_t *a, size_t n, uint64_t *rng);
 

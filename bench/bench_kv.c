@@ -2,14 +2,17 @@
  * bench_kv.c - the engine comparison of dkv-bench, in the style of LevelDB's
  * db_bench: the same workloads through the public API (include/dkv.h) of
  * DirectKV with O_DIRECT ("dkv-direct"), of DirectKV on the page cache
- * ("dkv-buffered", opts.direct = 0) and through sqlite3 ("sqlite3", a
- * WITHOUT ROWID table in WAL mode), one after the other in the same run,
- * with the ratio dkv-direct / each other engine at the end.
+ * ("dkv-buffered", opts.direct = 0), through sqlite3 ("sqlite3", a
+ * WITHOUT ROWID table in WAL mode) and, when built with them, lmdb and
+ * RocksDB (bench_kv_lmdb.c, bench_kv_rocksdb.c), one after the other in the
+ * same run, with the ratio dkv-direct / each other engine at the end.
+ * bench/README.md says how to run it and read it.
  *
- * Entry points:
- *   bench_kv_main    "dkv-bench [--benchmarks=LIST ...]": parses the flags,
- *                    runs the benchmarks, prints, writes JSON / CSV
- *   bench_kv_usage   the flags, for dkv-bench --help
+ * Entry point:
+ *   bench_kv_main    "dkv-bench [--benchmarks=LIST ...]": parses the flags
+ *                    (bench_kv_cli.c), runs the benchmarks, prints and
+ *                    writes JSON / CSV (bench_kv_out.c) and charts
+ *                    (bench_kv_plot.c)
  *
  * How a benchmark runs (for each benchmark in --benchmarks, for each engine
  * in --engines, so that the engines of one benchmark run back to back):
@@ -36,12 +39,21 @@
  *     rates and hit ratios cover the same interval; latencies are per call,
  *     in log-linear histograms;
  *   - fills, readseq and deleterandom are finite: their time runs from the
- *     first worker's start to the last worker's end.
+ *     first worker's start to the last worker's end;
+ *   - ycsb-a..ycsb-f are YCSB's core workloads (timed, writes not durable),
+ *     zipfian unless --distribution=uniform; ycsb-d reads the latest keys;
+ *   - scanresist measures reads of a hot set before and right after a full scan
+ *     on the same open database (and, for sqlite3, the same connections);
+ *   - --sweep-pool runs readrandom (warmed by a scan) at budgets from 1/16
+ *     to 2x the raw data, for the buffer-pool curve;
+ *   - --mem-limit runs each engine in a child process in a memory cgroup
+ *     of its own (bench_kv_cgroup.c); the child sends its records back.
  * Where the data is larger than the pool, fio's 4 KiB (one page) random
  * reads of dkv-direct's data file at depth 2 and 32 are measured right after
  * readrandom and multiget, as the device's ceiling for those two.
  */
 #include "bench.h"
+#include "bench_kv.h"
 
 #include "dkv.h"
 
@@ -56,6 +68,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifdef DKV_BENCH_SQLITE
@@ -63,51 +76,43 @@
 #endif
 
 #define EXIT_USAGE          2
-#define NUM_DEFAULT         500000ull
-#define KEY_SIZE_DEFAULT    16u
-#define VALUE_SIZE_DEFAULT  100u
-#define POOL_DEFAULT        (16ull << 20)   /* ~6x below dkv's data file  */
-#define PAGE_SIZE_DEFAULT   4096u        /* dkv and sqlite3 alike; = fio's bs */
-#define DURATION_DEFAULT    5.0
-#define WRITE_DURATION_DEFAULT 2.0       /* syncput, deleterandom            */
 #define WARMUP_MAX          0.5          /* seconds before a timed window    */
-#define MEM_POOL_FACTOR     3u           /* in-memory budget: x the raw data */
 #define MULTIGET_KEYS       64u
-#define FILLSEQ_BATCH       1000u
-#define FIO_DEPTH_MULTIGET  32u
 #define ZIPF_THETA          0.99
-#define ZIPF_TABLE_LEN      (1u << 20)
-#define RAND_BUF_LEN        (1u << 20)   /* value bytes are cut from here    */
-#define KV_CONNS_MAX        (BENCH_THREADS_MAX + 1)
+#define YCSB_SCAN_MAX       100u         /* ycsb-e: 1..100 keys a scan       */
+#define PROGRESS_EVERY      0.25         /* seconds between progress lines  */
+#define SCAN_WARM_MAX       1.5          /* scanresist: warm-up before       */
+#define SCAN_WINDOW         1.0          /* scanresist: the window before    */
+#define SCAN_HOT_SHARE      0.5          /* scanresist: hot raw bytes/budget */
 #define SQ_PUBLISH_EVERY    64u          /* sqlite3 counters, every N calls  */
 #define SQ_BUSY_MS          60000
 #define CAP_EVERY           0.02         /* seconds between page-cache drops */
-#define CAP_FILES_MAX       8
-#define ENGINE_MAX          3
-#define RECORDS_MAX         256
+#define CAP_FILES_MAX       64
 
 /* ---- the benchmarks --------------------------------------------------------- */
 
-enum kv_bench_id {
-    B_FILLSEQ, B_FILLRANDOM, B_READRANDOM, B_READSEQ, B_MULTIGET,
-    B_READWHILEWRITING, B_SYNCPUT, B_DELETERANDOM, B_READRANDOM_MEM, B_COUNT
+/* The operations of a YCSB mix, in percent of the calls (YCSB's core
+   workloads; an update writes the whole value, an insert a new key). */
+struct ycsb_mix {
+    unsigned read, update, insert, scan, rmw;
+    int      latest;               /* ycsb-d: the newest keys most often    */
 };
 
-enum kv_shape {
-    SHAPE_FILL,            /* writes every key once, from an empty database */
-    SHAPE_FINITE,          /* a fixed amount of work (readseq, deletes)      */
-    SHAPE_TIMED            /* warm-up, then --duration seconds               */
+static const struct ycsb_mix ycsb_mixes[6] = {
+    { 50, 50, 0, 0, 0, 0 },        /* a: update heavy                       */
+    { 95, 5, 0, 0, 0, 0 },         /* b: read mostly                        */
+    { 100, 0, 0, 0, 0, 0 },        /* c: read only                          */
+    { 95, 0, 5, 0, 0, 1 },         /* d: read latest                        */
+    { 0, 0, 5, 95, 0, 0 },         /* e: short ranges                       */
+    { 50, 0, 0, 0, 50, 0 },        /* f: read-modify-write                  */
 };
 
-struct kv_bench_def {
-    const char *name;
-    int         shape;
-    int         threaded;          /* takes --threads                        */
-    unsigned    threads[2];        /* without --threads (0: none)            */
-    int         writes;            /* says which durability it used         */
-};
+static int is_ycsb(int bench)
+{
+    return bench >= B_YCSB_A && bench <= B_YCSB_F;
+}
 
-static const struct kv_bench_def bench_defs[B_COUNT] = {
+const struct kv_bench_def kv_bench_defs[B_COUNT] = {
     [B_FILLSEQ]          = { "fillseq",          SHAPE_FILL,   0, { 1, 0 }, 1 },
     [B_FILLRANDOM]       = { "fillrandom",       SHAPE_FILL,   0, { 1, 0 }, 1 },
     [B_READRANDOM]       = { "readrandom",       SHAPE_TIMED,  1, { 1, 2 }, 0 },
@@ -117,130 +122,62 @@ static const struct kv_bench_def bench_defs[B_COUNT] = {
     [B_SYNCPUT]          = { "syncput",          SHAPE_TIMED,  1, { 1, 8 }, 1 },
     [B_DELETERANDOM]     = { "deleterandom",     SHAPE_FINITE, 0, { 1, 0 }, 1 },
     [B_READRANDOM_MEM]   = { "readrandom_mem",   SHAPE_TIMED,  1, { 1, 2 }, 0 },
+    [B_YCSB_A]           = { "ycsb-a",           SHAPE_TIMED,  1, { 2, 0 }, 1 },
+    [B_YCSB_B]           = { "ycsb-b",           SHAPE_TIMED,  1, { 2, 0 }, 1 },
+    [B_YCSB_C]           = { "ycsb-c",           SHAPE_TIMED,  1, { 2, 0 }, 0 },
+    [B_YCSB_D]           = { "ycsb-d",           SHAPE_TIMED,  1, { 2, 0 }, 1 },
+    [B_YCSB_E]           = { "ycsb-e",           SHAPE_TIMED,  1, { 2, 0 }, 1 },
+    [B_YCSB_F]           = { "ycsb-f",           SHAPE_TIMED,  1, { 2, 0 }, 1 },
+    [B_SCANRESIST]       = { "scanresist",       SHAPE_TIMED,  1, { 1, 0 }, 0 },
+    [B_SWEEP]            = { "sweep_readrandom", SHAPE_TIMED,  0, { 1, 0 }, 0 },
+    [B_HOTREAD]          = { "hotread",          SHAPE_TIMED,  1, { 1, 0 }, 0 },
 };
 
 static int is_fill(int bench)
 {
-    return bench_defs[bench].shape == SHAPE_FILL;
+    return kv_bench_defs[bench].shape == SHAPE_FILL;
 }
-
-static const char *const benchmarks_default =
-    "fillrandom,readrandom,multiget,readseq,readwhilewriting,readrandom_mem,"
-    "syncput,deleterandom";
 
 /* ---- the engines -------------------------------------------------------------- */
 
-enum kv_kind { E_DKV_DIRECT, E_DKV_BUFFERED, E_SQLITE };
-
-static const char *const engine_names[ENGINE_MAX] = {
-    "dkv-direct", "dkv-buffered", "sqlite3"
+const char *const kv_engine_names[ENGINE_MAX] = {
+    "dkv-direct", "dkv-buffered", "sqlite3", "lmdb", "rocksdb"
 };
 
-enum kv_drop { DROP_NONE, DROP_FILES, DROP_ALL };
-
-/* The command line. */
-struct kv_cfg {
-    int      benches[BENCH_LIST_MAX];
-    unsigned bench_count;
-    uint64_t num;
-    unsigned key_size, value_size;
-    unsigned threads[BENCH_LIST_MAX];
-    unsigned thread_count;              /* 0: each benchmark's default     */
-    uint64_t pool;
-    uint64_t mem_pool;                  /* 0: MEM_POOL_FACTOR x the data    */
-    uint64_t fill_pool;                 /* 0: the in-memory budget          */
-    uint32_t page_size;
-    double   duration;                  /* timed read phases                */
-    double   write_duration;            /* syncput, deleterandom; 0: the
-                                           default, at most --duration      */
-    int      zipf;
-    int      engines[ENGINE_MAX];
-    unsigned engine_count;
-    const char *db;
-    const char *json, *csv;
-    uint64_t seed;
-    int      io_engine;
-    int      drop;                      /* enum kv_drop                     */
-    int      fio;                       /* enum bench_fio                   */
-    int      use_existing;              /* db_bench's --use_existing_db     */
-    int      cap_page_cache;            /* see struct kv_run's cap_fds      */
-};
-
-/* ---- one engine's database ----------------------------------------------------- */
-
-struct kv_db;
-
-/* One thread's handle: dkv's db is shared by all threads, sqlite3 has a
-   connection (and its prepared statements) per thread. */
-struct kv_conn {
-    struct kv_db *db;
-#ifdef DKV_BENCH_SQLITE
-    sqlite3      *sq;
-    sqlite3_stmt *st_get, *st_put, *st_del, *st_begin, *st_commit;
+/* The method table of an engine reached through another library, or NULL:
+   a dkv engine, sqlite3, or one this build does not have. */
+static const struct kv_engine_ops *ext_ops(int kind)
+{
+#ifdef DKV_BENCH_LMDB
+    if (kind == E_LMDB)
+        return &kv_lmdb_ops;
 #endif
-    unsigned      calls;                /* since the last publish           */
-    /* sqlite3's cache counters, published by the owning thread (the main
-       thread may not call into a NOMUTEX connection another thread uses). */
-    _Atomic uint64_t sq_hits, sq_misses;
-};
+#ifdef DKV_BENCH_ROCKSDB
+    if (kind == E_ROCKSDB)
+        return &kv_rocksdb_ops;
+#endif
+    (void)kind;
+    return NULL;
+}
 
-struct kv_db {
-    int          kind;                  /* enum kv_kind                     */
-    const char  *name;
-    char         dir[PATH_MAX];
-    dkv_db      *dkv;
-    int          durable;               /* syncput: every commit durable    */
-    uint64_t     budget;                /* pool / cache bytes               */
-    const struct kv_cfg *cfg;
-    struct kv_conn conns[KV_CONNS_MAX];
-    unsigned     nconns;
-    int          loaded;                /* holds the keys                   */
+int kv_engine_built(int kind)
+{
+#ifdef DKV_BENCH_SQLITE
+    if (kind == E_SQLITE)
+        return 1;
+#endif
+    return kind == E_DKV_DIRECT || kind == E_DKV_BUFFERED || ext_ops(kind) != NULL;
+}
+
+const double kv_cdf_pcts[KV_CDF_POINTS] = {
+    0.1, 1, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97.5, 99, 99.5,
+    99.8, 99.9, 99.95, 99.99, 99.999, 100
 };
 
 /* Counters at one edge of a window. */
 struct kv_counters {
     uint64_t hits, misses, pages_read, syncs, disk_read;
     double   cpu;                       /* process CPU seconds             */
-};
-
-/* ---- results -------------------------------------------------------------------- */
-
-struct kv_record {
-    char     benchmark[24];
-    char     engine[16];
-    char     io[16];
-    char     durability[64];
-    int      direct;
-    unsigned threads;                   /* fio: the benchmark's it is beside */
-    unsigned iodepth;                   /* fio's; 0 for the engines         */
-    uint64_t ops;
-    double   seconds, ops_per_sec, micros_per_op;
-    double   p50_us, p99_us, p999_us, max_us;
-    uint64_t rss_bytes, page_cache_bytes;
-    double   hit_pct;                   /* < 0: none                        */
-    uint64_t pages_read, disk_read_bytes;
-    double   mb_per_sec;                /* readseq: key + value bytes       */
-    double   writer_ops_per_sec;        /* readwhilewriting's writer        */
-    uint64_t syncs;                     /* log syncs (dkv)                  */
-    double   found_pct;                 /* lookups that found their key     */
-    double   cpu_us_per_op;             /* the whole process's CPU time     */
-    uint64_t pool_bytes;
-};
-
-/* Everything one run of the comparison shares. */
-struct kv_ctx {
-    struct kv_cfg     cfg;
-    struct kv_db      dbs[ENGINE_MAX];
-    unsigned char    *rand_buf;         /* value bytes                     */
-    uint32_t         *fill_order;       /* fillrandom: a permutation       */
-    uint32_t         *delete_order;     /* deleterandom: another           */
-    uint32_t         *zipf_keys;        /* ranks mapped through a shuffle  */
-    uint64_t          version;          /* overwrites get new values       */
-    int               use_fio;
-    int               drop_noted;
-    struct kv_record  recs[RECORDS_MAX];
-    unsigned          rec_count;
-    double            bench_seconds[BENCH_LIST_MAX];   /* wall time of each */
 };
 
 /* ---- keys and values ---------------------------------------------------------------- */
@@ -403,6 +340,9 @@ static int sq_conn_open(struct kv_db *db, struct kv_conn *c, unsigned share,
         rc = sq_prepare(c->sq, "BEGIN", &c->st_begin);
     if (rc == DKV_OK)
         rc = sq_prepare(c->sq, "COMMIT", &c->st_commit);
+    if (rc == DKV_OK)
+        rc = sq_prepare(c->sq, "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT ?2",
+                        &c->st_scan);
     return rc;
 }
 
@@ -413,9 +353,11 @@ static void sq_conn_close(struct kv_conn *c)
     sqlite3_finalize(c->st_del);
     sqlite3_finalize(c->st_begin);
     sqlite3_finalize(c->st_commit);
+    sqlite3_finalize(c->st_scan);
     sqlite3_close(c->sq);
     c->sq = NULL;
     c->st_get = c->st_put = c->st_del = c->st_begin = c->st_commit = NULL;
+    c->st_scan = NULL;
 }
 
 /* Runs a statement that returns no row. */
@@ -476,6 +418,26 @@ static int sq_commit(struct kv_conn *c)
     return sq_step_done(c, c->st_commit, "COMMIT");
 }
 
+/* Up to limit rows from the first key >= key, in order; *bytes += theirs. */
+static int sq_scan(struct kv_conn *c, const void *key, size_t klen, uint64_t limit,
+                   uint64_t *bytes)
+{
+    sqlite3_stmt *st = c->st_scan;
+    int rc;
+
+    sqlite3_bind_blob(st, 1, key, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_column_blob(st, 0);
+        sqlite3_column_blob(st, 1);
+        *bytes += (uint64_t)sqlite3_column_bytes(st, 0) +
+                  (uint64_t)sqlite3_column_bytes(st, 1);
+    }
+    sqlite3_reset(st);
+    sq_tick(c);
+    return rc == SQLITE_DONE ? DKV_OK : sq_fail(c->sq, "scan");
+}
+
 /* Reads every page of the table into this connection's cache. */
 static int sq_warm(struct kv_conn *c)
 {
@@ -486,11 +448,16 @@ static int sq_warm(struct kv_conn *c)
 
 /* ---- the engine layer: what the workloads call ---------------------------------- */
 
-static int kv_open(struct kv_db *db, uint64_t budget, int durable, int create)
+/* Opens db with budget bytes of cache; `threads` connections will come. */
+static int kv_open(struct kv_db *db, uint64_t budget, int durable, int create,
+                   unsigned threads)
 {
     db->budget = budget;
     db->durable = durable;
     db->nconns = 0;
+    if (db->ops != NULL)
+        return db->ops->open(db->dir, budget, db->cfg->page_size, durable, create,
+                             threads, &db->ext);
     if (db->kind != E_SQLITE)
         return dkv_kind_open(db, create);
     return DKV_OK;       /* sqlite3: the connections are the database */
@@ -506,6 +473,10 @@ static int kv_close(struct kv_db *db)
             fprintf(stderr, "dkv-bench: dkv_close %s: %s\n", db->dir,
                     dkv_strerror(rc));
         db->dkv = NULL;
+    }
+    if (db->ext != NULL) {
+        rc = db->ops->close(db->ext);
+        db->ext = NULL;
     }
     malloc_trim(0);       /* the next engine's RSS starts from its own */
     return rc;
@@ -526,6 +497,8 @@ static int kv_attach(struct kv_db *db, unsigned n)
         if (db->kind == E_SQLITE)
             rc = sq_conn_open(db, c, n, i == 0);
 #endif
+        if (db->ops != NULL)
+            rc = db->ops->conn_open(db->ext, &c->ext);
         db->nconns = i + 1;
     }
     return rc;
@@ -536,6 +509,9 @@ static void kv_detach(struct kv_db *db)
     unsigned i;
 
     for (i = 0; i < db->nconns; i++) {
+        if (db->conns[i].ext != NULL)
+            db->ops->conn_close(db->conns[i].ext);
+        db->conns[i].ext = NULL;
 #ifdef DKV_BENCH_SQLITE
         if (db->conns[i].sq != NULL)
             sq_conn_close(&db->conns[i]);
@@ -551,6 +527,8 @@ static int kv_get(struct kv_conn *c, const void *key, size_t klen, void *buf,
     if (c->db->kind == E_SQLITE)
         return sq_get(c, key, klen, buf, cap, vlen);
 #endif
+    if (c->ext != NULL)
+        return c->db->ops->get(c->ext, key, klen, buf, cap, vlen);
     return dkv_get(c->db->dkv, key, klen, buf, cap, vlen);
 }
 
@@ -561,6 +539,8 @@ static int kv_put(struct kv_conn *c, const void *key, size_t klen,
     if (c->db->kind == E_SQLITE)
         return sq_put(c, key, klen, val, vlen);
 #endif
+    if (c->ext != NULL)
+        return c->db->ops->put(c->ext, key, klen, val, vlen);
     return dkv_put(c->db->dkv, key, klen, val, vlen);
 }
 
@@ -572,6 +552,8 @@ static int kv_delete(struct kv_conn *c, const void *key, size_t klen)
     if (c->db->kind == E_SQLITE)
         return sq_delete(c, key, klen);
 #endif
+    if (c->ext != NULL)
+        return c->db->ops->del(c->ext, key, klen);
     rc = dkv_delete(c->db->dkv, key, klen);
     return rc == DKV_NOTFOUND ? DKV_OK : rc;
 }
@@ -593,13 +575,81 @@ static int kv_multi_get(struct kv_conn *c, size_t n, const void *const *keys,
         return rc == DKV_OK ? sq_commit(c) : rc;
     }
 #endif
+    if (c->ext != NULL)
+        return c->db->ops->multi_get(c->ext, n, keys, klens, bufs, caps, vlens, rcs);
     return dkv_multi_get(c->db->dkv, n, keys, klens, bufs, caps, vlens, rcs);
+}
+
+/* A transaction around several writes (fillseq's batches): sqlite3 and
+   the ext_ops engines; dkv uses a dkv_batch instead. */
+static int kv_begin(struct kv_conn *c)
+{
+#ifdef DKV_BENCH_SQLITE
+    if (c->db->kind == E_SQLITE)
+        return sq_begin(c);
+#endif
+    return c->ext != NULL ? c->db->ops->begin(c->ext) : DKV_ERR_UNSUPPORTED;
+}
+
+static int kv_commit(struct kv_conn *c)
+{
+#ifdef DKV_BENCH_SQLITE
+    if (c->db->kind == E_SQLITE)
+        return sq_commit(c);
+#endif
+    return c->ext != NULL ? c->db->ops->commit(c->ext) : DKV_ERR_UNSUPPORTED;
+}
+
+/* What an ext_ops short scan counts. */
+static int scan_acc_row(void *arg, size_t klen, size_t vlen)
+{
+    *(uint64_t *)arg += klen + vlen;
+    return 0;
+}
+
+/* A short range read (ycsb-e): up to limit keys from key; *bytes += the
+   keys' and values' bytes. */
+static int kv_scan(struct kv_conn *c, const void *key, size_t klen, uint64_t limit,
+                   uint64_t *bytes)
+{
+    uint64_t acc = 0;
+    dkv_iter *it;
+    uint64_t n = 0;
+    int rc;
+
+#ifdef DKV_BENCH_SQLITE
+    if (c->db->kind == E_SQLITE)
+        return sq_scan(c, key, klen, limit, bytes);
+#endif
+    if (c->ext != NULL) {
+        rc = c->db->ops->scan(c->ext, key, klen, limit, scan_acc_row, &acc);
+        *bytes += acc;
+        return rc;
+    }
+    rc = dkv_iter_new(c->db->dkv, &it);
+    if (rc != DKV_OK)
+        return rc;
+    rc = dkv_iter_seek(it, key, klen);
+    while (rc == DKV_OK && dkv_iter_valid(it) && n++ < limit) {
+        size_t kl, vl;
+        dkv_iter_key(it, &kl);
+        dkv_iter_value(it, &vl);
+        *bytes += kl + vl;
+        rc = dkv_iter_next(it);
+    }
+    dkv_iter_free(it);
+    return rc;
 }
 
 /* The counters of the whole database at this moment. */
 static void kv_counters(struct kv_db *db, struct kv_counters *ctr)
 {
     memset(ctr, 0, sizeof(*ctr));
+    if (db->ops != NULL) {
+        if (db->ops->counters(db->ext, &ctr->hits, &ctr->misses))
+            ctr->pages_read = ctr->misses;  /* a block read per miss */
+        return;
+    }
     if (db->kind != E_SQLITE) {
         dkv_counters(db, ctr);
         return;
@@ -616,6 +666,8 @@ static const char *kv_io_name(struct kv_db *db, int *direct)
     dkv_stats st;
 
     *direct = 0;
+    if (db->ops != NULL)
+        return db->ops->io(db->ext, direct);
     if (db->kind == E_SQLITE || dkv_stats_get(db->dkv, &st) != DKV_OK)
         return "pread";                 /* sqlite3's unix VFS */
     *direct = st.direct;
@@ -624,11 +676,13 @@ static const char *kv_io_name(struct kv_db *db, int *direct)
 
 static void kv_durability(const struct kv_db *db, int bench, char *out, size_t room)
 {
-    if (!bench_defs[bench].writes) {
+    if (!kv_bench_defs[bench].writes) {
         snprintf(out, room, "-");
         return;
     }
-    if (db->kind == E_SQLITE)
+    if (db->ops != NULL)
+        snprintf(out, room, "%s", db->ops->durability(db->durable));
+    else if (db->kind == E_SQLITE)
         snprintf(out, room, "WAL, synchronous=%s", db->durable ? "FULL" : "NORMAL");
     else if (db->durable)
         snprintf(out, room, "DKV_COMMIT_SYNC");
@@ -799,7 +853,7 @@ struct kv_worker {
     struct kv_conn     *conn;
     struct bench_hist  *hist;
     uint64_t            rng;
-    uint64_t            zipf_at;        /* next entry of the zipf table     */
+    struct bench_zipf   latest;         /* ycsb-d: over the keys so far     */
     uint64_t            next, end;      /* finite work: [next, end)         */
     uint64_t            found, lookups, bytes;
     int                 writer;         /* readwhilewriting's writer        */
@@ -820,6 +874,18 @@ struct kv_run {
        the machine has free. */
     int            cap_fds[CAP_FILES_MAX];
     unsigned       cap_count;
+    /* An engine whose cache is the page cache (lmdb) keeps the budget
+       there: cap_trim drops random resident pages of its mapped data file
+       (trim_fd, mapped at trim_map) down to the budget. */
+    int            trim_fd;
+    unsigned char *trim_map;
+    size_t         trim_len;
+    unsigned char *trim_vec;
+    size_t         trim_vec_len;
+    uint64_t       trim_rng;
+    /* The progress line on stderr. */
+    double         prog_t0, prog_len, prog_next, prog_t_last;
+    uint64_t       prog_total, prog_ops_last;
     _Atomic unsigned finished;
     struct kv_worker *workers;
     struct bench_team team;
@@ -839,14 +905,36 @@ static void note_latency(struct kv_worker *kw, uint64_t t0)
         bench_hist_add(kw->hist, bench_now_ns() - t0);
 }
 
-/* A key index drawn from --distribution. */
+/* 1 when the run draws its keys from the scrambled zipfian: with
+   --distribution=zipfian, and in the YCSB workloads unless
+   --distribution=uniform was given (zipfian is YCSB's default). */
+static int run_zipf(const struct kv_ctx *x, int bench)
+{
+    return x->cfg.zipf || (is_ycsb(bench) && !x->cfg.dist_set);
+}
+
+/* The keys that exist now: --num, and the YCSB inserts so far. */
+static uint64_t key_count(const struct kv_worker *kw)
+{
+    return kw->run->x->cfg.num +
+           atomic_load_explicit(&kw->run->db->inserted, memory_order_relaxed);
+}
+
+/* A key index drawn from the run's distribution. */
 static uint64_t pick_key(struct kv_worker *kw)
 {
     const struct kv_ctx *x = kw->run->x;
+    uint64_t n = is_ycsb(kw->run->bench) ? key_count(kw) : x->cfg.num;
 
-    if (x->zipf_keys != NULL)
-        return x->zipf_keys[kw->zipf_at++ % ZIPF_TABLE_LEN];
-    return bench_rand_below(&kw->rng, x->cfg.num);
+    if (kw->run->bench == B_HOTREAD)    /* scanresist's hot set */
+        return x->hot_first + bench_rand_below(&kw->rng, x->hot_count);
+    if (kw->run->bench == B_YCSB_D) {   /* the newest key the most often */
+        bench_zipf_grow(&kw->latest, n);
+        return n - 1 - bench_zipf_next(&kw->latest, &kw->rng);
+    }
+    if (run_zipf(x, kw->run->bench))
+        return bench_zipf_scrambled(&x->zipf, &kw->rng, n);
+    return bench_rand_below(&kw->rng, n);
 }
 
 /* One lookup of key i, its answer checked; 0 or a DKV_ERR_*. */
@@ -885,17 +973,16 @@ static int do_put(struct kv_worker *kw, uint64_t i, char *key, unsigned char *va
 static int work_fillseq(struct kv_worker *kw, char *key, unsigned char *val)
 {
     const struct kv_cfg *cfg = &kw->run->x->cfg;
-    dkv_batch *b = kw->conn->db->kind == E_SQLITE ? NULL : dkv_batch_new();
+    int own = kw->conn->db->kind == E_SQLITE || kw->conn->ext != NULL;
+    dkv_batch *b = own ? NULL : dkv_batch_new();
     int rc = DKV_OK;
 
-    if (kw->conn->db->kind != E_SQLITE && b == NULL)
+    if (!own && b == NULL)
         return DKV_ERR_NOMEM;
     while (rc == DKV_OK && kw->next < kw->end && !bench_stopping(&kw->w)) {
         uint64_t t0 = bench_now_ns(), n = 0;
-#ifdef DKV_BENCH_SQLITE
         if (b == NULL)
-            rc = sq_begin(kw->conn);
-#endif
+            rc = kv_begin(kw->conn);
         for (; rc == DKV_OK && n < FILLSEQ_BATCH && kw->next < kw->end; n++, kw->next++) {
             make_key(key, cfg->key_size, kw->next);
             make_value(kw->run->x, val, kw->next, 0);
@@ -906,10 +993,8 @@ static int work_fillseq(struct kv_worker *kw, char *key, unsigned char *val)
             rc = dkv_write(kw->conn->db->dkv, b);
             dkv_batch_clear(b);
         }
-#ifdef DKV_BENCH_SQLITE
         if (rc == DKV_OK && b == NULL)
-            rc = sq_commit(kw->conn);
-#endif
+            rc = kv_commit(kw->conn);
         note_latency(kw, t0);
         count_ops(kw, n);
     }
@@ -1046,6 +1131,89 @@ static int scan_sqlite(struct kv_worker *kw)
 }
 #endif
 
+/* readseq for an ext_ops engine: its scan from the first key, each row
+   timed from the one before (as scan_dkv does). */
+struct scan_rows {
+    struct kv_worker *kw;
+    uint64_t          t0;
+};
+
+static int scan_ext_row(void *arg, size_t klen, size_t vlen)
+{
+    struct scan_rows *a = arg;
+
+    a->kw->bytes += klen + vlen;
+    note_latency(a->kw, a->t0);
+    count_ops(a->kw, 1);
+    a->t0 = bench_now_ns();
+    return bench_stopping(&a->kw->w);
+}
+
+static int scan_ext(struct kv_worker *kw)
+{
+    struct scan_rows a = { kw, bench_now_ns() };
+
+    return kw->conn->db->ops->scan(kw->conn->ext, NULL, 0, 0, scan_ext_row, &a);
+}
+
+/* One YCSB insert: the next new key (num, num + 1, ...). */
+static int ycsb_insert(struct kv_worker *kw, char *key, unsigned char *val,
+                       uint64_t version)
+{
+    struct kv_db *db = kw->run->db;
+    uint64_t i = kw->run->x->cfg.num + atomic_fetch_add(&db->insert_next, 1);
+    int rc = do_put(kw, i, key, val, version);
+
+    if (rc == DKV_OK)
+        atomic_fetch_add(&db->inserted, 1);
+    return rc;
+}
+
+/* One operation of a YCSB mix, chosen by its percentages. */
+static int ycsb_op(struct kv_worker *kw, const struct ycsb_mix *mix, char *key,
+                   unsigned char *val, uint64_t version)
+{
+    const struct kv_cfg *cfg = &kw->run->x->cfg;
+    unsigned dice = (unsigned)bench_rand_below(&kw->rng, 100);
+    uint64_t i;
+    int rc;
+
+    if (dice < mix->insert)
+        return ycsb_insert(kw, key, val, version);
+    i = pick_key(kw);
+    dice -= mix->insert;
+    if (dice < mix->read)
+        return do_get(kw, i, key, val);
+    dice -= mix->read;
+    if (dice < mix->update)
+        return do_put(kw, i, key, val, version);
+    dice -= mix->update;
+    if (dice < mix->scan) {
+        make_key(key, cfg->key_size, i);
+        return kv_scan(kw->conn, key, cfg->key_size,
+                       1 + bench_rand_below(&kw->rng, YCSB_SCAN_MAX), &kw->bytes);
+    }
+    rc = do_get(kw, i, key, val);        /* read-modify-write */
+    return rc == DKV_OK ? do_put(kw, i, key, val, version) : rc;
+}
+
+static int work_ycsb(struct kv_worker *kw, char *key, unsigned char *val)
+{
+    const struct ycsb_mix *mix = &ycsb_mixes[kw->run->bench - B_YCSB_A];
+    uint64_t version = kw->run->x->version * BENCH_THREADS_MAX + kw->w.index;
+    int rc = DKV_OK;
+
+    if (mix->latest)
+        bench_zipf_init(&kw->latest, key_count(kw), ZIPF_THETA);
+    while (rc == DKV_OK && !bench_stopping(&kw->w)) {
+        uint64_t t0 = bench_now_ns();
+        rc = ycsb_op(kw, mix, key, val, version);
+        note_latency(kw, t0);
+        count_ops(kw, 1);
+    }
+    return rc;
+}
+
 static int work(struct kv_worker *kw, char *key, unsigned char *val)
 {
     struct kv_ctx *x = kw->run->x;
@@ -1062,8 +1230,11 @@ static int work(struct kv_worker *kw, char *key, unsigned char *val)
         if (kw->conn->db->kind == E_SQLITE)
             return scan_sqlite(kw);
 #endif
-        return scan_dkv(kw);
-    default:                 return work_random(kw, 0, key, val);
+        return kw->conn->ext != NULL ? scan_ext(kw) : scan_dkv(kw);
+    default:
+        if (is_ycsb(kw->run->bench))
+            return work_ycsb(kw, key, val);
+        return work_random(kw, 0, key, val);
     }
 }
 
@@ -1133,7 +1304,6 @@ static int workers_init(struct kv_run *r, uint64_t total)
             return DKV_ERR_NOMEM;
         kw->rng = r->x->cfg.seed ^ ((uint64_t)r->bench << 40) ^
                   ((uint64_t)r->threads << 32) ^ (i + 1) * 0x9e3779b97f4a7c15ull;
-        kw->zipf_at = bench_rand_below(&kw->rng, ZIPF_TABLE_LEN);
         kw->next = total * i / r->threads;
         kw->end = total * (i + 1) / r->threads;
         kw->writer = r->bench == B_READWHILEWRITING && i == 0;
@@ -1173,19 +1343,75 @@ static void cap_open_one(const char *path, void *arg)
 }
 
 /* Opens the files the cap drops: a buffered engine's, in a phase that
-   runs with --pool (not the fills, not readrandom_mem). */
+   runs with --pool (not the fills, not readrandom_mem); for an engine with
+   a mapped data file, that file is trimmed to the budget instead. */
 static void cap_open(struct kv_run *r)
 {
+    const char *path = NULL;
+    void *map;
+
     r->cap_count = 0;
+    r->trim_fd = -1;
     if (!r->x->cfg.cap_page_cache || r->db->kind == E_DKV_DIRECT ||
         is_fill(r->bench) || r->bench == B_READRANDOM_MEM)
         return;
+    map = r->db->ops != NULL ? r->db->ops->mapping(r->db->ext, &r->trim_len, &path)
+                             : NULL;
+    if (map != NULL && path != NULL && (r->trim_fd = open(path, O_RDONLY)) >= 0) {
+        r->trim_map = map;
+        r->trim_rng = r->x->cfg.seed ^ 0x7472696d;
+        return;
+    }
     for_each_file(r->db->dir, cap_open_one, r);
+}
+
+/* Drops one page of the trimmed file from its mapping and the page cache. */
+static void trim_page(struct kv_run *r, size_t page, size_t psz)
+{
+    madvise(r->trim_map + page * psz, psz, MADV_DONTNEED);
+    posix_fadvise(r->trim_fd, (off_t)(page * psz), (off_t)psz, POSIX_FADV_DONTNEED);
+}
+
+/* Keeps the trimmed file's resident pages within the budget: picks
+   resident pages at random (random replacement) and drops them until it
+   fits.  Bounded: each pick scans at most every page once. */
+static void cap_trim(struct kv_run *r)
+{
+    size_t psz = (size_t)sysconf(_SC_PAGESIZE), pages, resident = 0, allow, i;
+    struct stat sb;
+
+    if (fstat(r->trim_fd, &sb) != 0)
+        return;
+    pages = ((size_t)sb.st_size < r->trim_len ? (size_t)sb.st_size : r->trim_len) / psz;
+    if (pages > r->trim_vec_len) {
+        unsigned char *v = realloc(r->trim_vec, pages);
+        if (v == NULL)
+            return;
+        r->trim_vec = v;
+        r->trim_vec_len = pages;
+    }
+    if (pages == 0 || mincore(r->trim_map, pages * psz, r->trim_vec) != 0)
+        return;
+    for (i = 0; i < pages; i++)
+        resident += r->trim_vec[i] & 1;
+    allow = (size_t)(r->db->budget / psz);
+    while (resident > allow) {
+        size_t at = (size_t)bench_rand_below(&r->trim_rng, pages), probe;
+        for (probe = 0; probe < pages && !(r->trim_vec[at] & 1); probe++)
+            at = at + 1 == pages ? 0 : at + 1;
+        if (probe == pages)
+            break;
+        trim_page(r, at, psz);
+        r->trim_vec[at] = 0;
+        resident--;
+    }
 }
 
 /* Drops the clean pages of the files (dirty ones stay, being written). */
 static void cap_drop(struct kv_run *r)
 {
+    if (r->trim_fd >= 0)
+        cap_trim(r);
     for (unsigned i = 0; i < r->cap_count; i++)
         posix_fadvise(r->cap_fds[i], 0, 0, POSIX_FADV_DONTNEED);
 }
@@ -1195,19 +1421,55 @@ static void cap_close(struct kv_run *r)
     for (unsigned i = 0; i < r->cap_count; i++)
         close(r->cap_fds[i]);
     r->cap_count = 0;
+    if (r->trim_fd >= 0)
+        close(r->trim_fd);
+    r->trim_fd = -1;
+    free(r->trim_vec);
+    r->trim_vec = NULL;
+    r->trim_vec_len = 0;
+}
+
+/* The progress line (stderr is a terminal): phase, engine, percent done,
+   the current rate.  Cleared at the end of the run. */
+static void progress(struct kv_run *r, int last)
+{
+    double now = bench_now(), pct, rate;
+    uint64_t ops;
+
+    if (!r->x->cfg.progress)
+        return;
+    if (last) {
+        fprintf(stderr, "\r\033[K");
+        return;
+    }
+    if (now < r->prog_next)
+        return;
+    ops = bench_team_ops(&r->team);
+    pct = r->prog_total ? 100.0 * (double)ops / (double)r->prog_total
+                        : 100.0 * (now - r->prog_t0) / r->prog_len;
+    rate = now > r->prog_t_last ? (double)(ops - r->prog_ops_last) / (now - r->prog_t_last)
+                                : 0.0;
+    fprintf(stderr, "\r\033[K%s, %s, threads %u: %3.0f%%, %.0f ops/s",
+            kv_bench_defs[r->bench].name, r->db->name, r->threads, pct > 100 ? 100 : pct,
+            rate);
+    r->prog_next = now + PROGRESS_EVERY;
+    r->prog_t_last = now;
+    r->prog_ops_last = ops;
 }
 
 /* Sleeps s seconds in the run, dropping the capped files as it goes;
    returns 1 early when a worker failed or (finite runs) all finished. */
 static int run_sleep(struct kv_run *r, double s)
 {
-    double until = bench_now() + s, step = r->cap_count ? CAP_EVERY : 0.005;
+    double until = bench_now() + s;
+    double step = r->cap_count || r->trim_fd >= 0 ? CAP_EVERY : 0.005;
 
     while (bench_now() < until && !atomic_load(&r->team.ctl.stop) &&
            atomic_load(&r->finished) < r->threads) {
         double left = until - bench_now();
         bench_sleep(left < step ? left : step);
         cap_drop(r);
+        progress(r, 0);
     }
     return bench_now() < until;
 }
@@ -1271,6 +1533,10 @@ static int run_measure(struct kv_run *r, double warmup, double limit,
         m->c0.cpu = bench_cpu_seconds();
     }
     cap_open(r);
+    r->prog_t0 = r->prog_t_last = bench_now();
+    r->prog_len = r->always_measure ? 1.0 : warmup + limit;
+    r->prog_total = r->always_measure && r->bench != B_READSEQ ? r->x->cfg.num
+                  : r->bench == B_READSEQ ? r->x->cfg.num : 0;
     rc = bench_team_start(&r->team, r->threads, worker_main, r->workers,
                           sizeof(*r->workers));
     if (rc != DKV_OK) {
@@ -1279,6 +1545,7 @@ static int run_measure(struct kv_run *r, double warmup, double limit,
     }
     run_wait(r, warmup, limit, m);
     rc = bench_team_stop(&r->team);
+    progress(r, 1);
     if (r->always_measure) {
         finite_totals(r, m);
         kv_counters(r->db, &m->c1);
@@ -1313,7 +1580,7 @@ static void record_fill(struct kv_record *rec, struct kv_run *r,
     uint64_t hits = m->c1.hits - m->c0.hits, misses = m->c1.misses - m->c0.misses;
     const char *io;
 
-    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", bench_defs[r->bench].name);
+    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", kv_bench_defs[r->bench].name);
     snprintf(rec->engine, sizeof(rec->engine), "%s", r->db->name);
     io = kv_io_name(r->db, &rec->direct);
     snprintf(rec->io, sizeof(rec->io), "%s", io ? io : "?");
@@ -1324,8 +1591,17 @@ static void record_fill(struct kv_record *rec, struct kv_run *r,
     rec->ops_per_sec = m->seconds > 0 ? (double)m->ops / m->seconds : 0.0;
     /* db_bench's micros/op: thread-seconds per operation. */
     rec->micros_per_op = m->ops ? m->seconds * readers * 1e6 / (double)m->ops : 0.0;
+    snprintf(rec->distribution, sizeof(rec->distribution), "%s",
+             r->bench == B_YCSB_D ? "latest" : r->bench == B_HOTREAD ? "hotset"
+             : run_zipf(r->x, r->bench) && r->bench != B_READSEQ && !is_fill(r->bench)
+                 ? "zipfian" : "uniform");
+    rec->runs = 1;
     rec->p50_us = bench_hist_pct_us(&m->hist, 50.0);
+    rec->p95_us = bench_hist_pct_us(&m->hist, 95.0);
     rec->p99_us = bench_hist_pct_us(&m->hist, 99.0);
+    for (unsigned p = 0; p < KV_CDF_POINTS; p++)
+        rec->cdf_us[p] = bench_hist_pct_us(&m->hist, kv_cdf_pcts[p]);
+    rec->cgroup_bytes = kv_cgroup_current(&r->x->cgroup);
     rec->p999_us = bench_hist_pct_us(&m->hist, 99.9);
     rec->max_us = (double)m->hist.max_ns / 1000.0;
     rec->rss_bytes = rss_bytes();
@@ -1342,42 +1618,7 @@ static void record_fill(struct kv_record *rec, struct kv_run *r,
                              ? (m->c1.cpu - m->c0.cpu) * 1e6 / (double)(m->ops + m->writer_ops)
                              : 0.0;
     rec->pool_bytes = r->db->budget;
-}
-
-/* The db_bench line of one record. */
-static void print_line(const struct kv_record *rec)
-{
-    char extra[256] = "";
-    size_t n = 0;
-
-    if (rec->hit_pct >= 0)
-        n += (size_t)snprintf(extra + n, sizeof(extra) - n, ", hit%% %.1f",
-                              rec->hit_pct);
-    n += (size_t)snprintf(extra + n, sizeof(extra) - n,
-                          ", cpu %.1f us/op, pages read %llu, disk %.1f MB, "
-                          "page cache %.1f MB, rss %.1f MB", rec->cpu_us_per_op,
-                          (unsigned long long)rec->pages_read,
-                          (double)rec->disk_read_bytes / 1e6,
-                          (double)rec->page_cache_bytes / 1e6,
-                          (double)rec->rss_bytes / 1e6);
-    if (rec->found_pct >= 0 && rec->found_pct < 100.0 && n < sizeof(extra))
-        n += (size_t)snprintf(extra + n, sizeof(extra) - n, ", found %.1f%%",
-                              rec->found_pct);
-    if (rec->syncs > 0 && n < sizeof(extra))
-        snprintf(extra + n, sizeof(extra) - n, ", %.1f commits/log sync",
-                 (double)rec->ops / (double)rec->syncs);
-    printf("%-16s : %10.3f micros/op %9.0f ops/sec;", rec->benchmark,
-           rec->micros_per_op, rec->ops_per_sec);
-    if (strcmp(rec->benchmark, "readseq") == 0)
-        printf(" %7.1f MB/s", rec->mb_per_sec);
-    printf("  (engine %s, threads %u, p50 %.1f p99 %.1f p99.9 %.1f max %.1f us%s)\n",
-           rec->engine, rec->threads, rec->p50_us, rec->p99_us, rec->p999_us,
-           rec->max_us, extra);
-    if (strcmp(rec->benchmark, "readwhilewriting") == 0)
-        printf("%-16s   the writer (1 thread): %.0f puts/sec\n", "",
-               rec->writer_ops_per_sec);
-    if (strcmp(rec->durability, "-") != 0)
-        printf("%-16s   durability: %s\n", "", rec->durability);
+    rec->ops_min = rec->ops_max = rec->ops_per_sec;
 }
 
 /* ---- the phases ------------------------------------------------------------------------- */
@@ -1385,7 +1626,7 @@ static void print_line(const struct kv_record *rec)
 /* The thread counts of a benchmark. */
 static unsigned thread_list(const struct kv_ctx *x, int bench, unsigned *out)
 {
-    const struct kv_bench_def *d = &bench_defs[bench];
+    const struct kv_bench_def *d = &kv_bench_defs[bench];
     unsigned n = 0;
 
     if (d->threaded && x->cfg.thread_count > 0) {
@@ -1417,6 +1658,10 @@ static int warm_all(struct kv_db *db)
         return rc;
     }
 #endif
+    if (db->ops != NULL) {
+        uint64_t bytes = 0;
+        return db->ops->scan(db->conns[0].ext, NULL, 0, 0, scan_acc_row, &bytes);
+    }
     rc = dkv_iter_new(db->dkv, &it);
     if (rc != DKV_OK)
         return rc;
@@ -1435,12 +1680,15 @@ static double write_seconds(const struct kv_cfg *c)
     return c->duration < WRITE_DURATION_DEFAULT ? c->duration : WRITE_DURATION_DEFAULT;
 }
 
+/* What run_threads does with its measurement. */
+enum kv_keep { KEEP_NONE, KEEP_PRINT, KEEP_SILENT };
+
 /* Runs bench on the open db with `readers` threads (readwhilewriting adds
-   its writer) and records it. */
+   its writer) and records it (keep: enum kv_keep). */
 static int run_threads(struct kv_ctx *x, struct kv_db *db, int bench,
-                       unsigned readers, int quiet)
+                       unsigned readers, int keep)
 {
-    const struct kv_bench_def *d = &bench_defs[bench];
+    const struct kv_bench_def *d = &kv_bench_defs[bench];
     struct kv_run r;
     struct kv_measure *m = calloc(1, sizeof(*m));
     struct kv_record *rec;
@@ -1448,34 +1696,42 @@ static int run_threads(struct kv_ctx *x, struct kv_db *db, int bench,
     int writes = bench == B_SYNCPUT || bench == B_DELETERANDOM;
     double limit = writes ? write_seconds(&x->cfg)
                  : d->shape == SHAPE_TIMED ? x->cfg.duration : 1e9;
-    /* readrandom_mem is warmed by a full scan (warm_all) instead. */
+    /* readrandom_mem is warmed by a full scan (warm_all) instead; the
+       sweep by a scan and then the usual warm-up. */
     double warmup = bench == B_READRANDOM_MEM ? 0.0
                   : limit / 5 < WARMUP_MAX ? limit / 5 : WARMUP_MAX;
     int rc;
 
+    if (bench == B_HOTREAD) {           /* scanresist says */
+        warmup = x->hot_warmup;
+        limit = x->hot_limit;
+    }
     if (m == NULL)
         return DKV_ERR_NOMEM;
     memset(&r, 0, sizeof(r));
+    r.trim_fd = -1;
     r.x = x;
     r.db = db;
     r.bench = bench;
     r.threads = readers + (bench == B_READWHILEWRITING);
     r.always_measure = d->shape != SHAPE_TIMED;
     x->version++;
-    rc = kv_attach(db, r.threads);
-    if (rc == DKV_OK && bench == B_READRANDOM_MEM)
+    rc = x->keep_conns && db->nconns >= r.threads ? DKV_OK : kv_attach(db, r.threads);
+    if (rc == DKV_OK && (bench == B_READRANDOM_MEM || bench == B_SWEEP))
         rc = warm_all(db);
     if (rc == DKV_OK)
         rc = workers_init(&r, total);
     if (rc == DKV_OK)
         rc = run_measure(&r, warmup, limit, m);
-    if (rc == DKV_OK && !quiet && (rec = record_new(x)) != NULL) {
+    if (rc == DKV_OK && keep != KEEP_NONE && (rec = record_new(x)) != NULL) {
         record_fill(rec, &r, m, readers);
-        print_line(rec);
+        if (keep == KEEP_PRINT)
+            kv_print_line(rec);
     }
     cap_close(&r);
     workers_free(&r);
-    kv_detach(db);
+    if (!x->keep_conns)
+        kv_detach(db);
     free(m);
     return rc;
 }
@@ -1491,6 +1747,10 @@ static uint64_t mem_budget(const struct kv_cfg *c)
     if (c->mem_pool != 0)
         return c->mem_pool;
     b = (raw * MEM_POOL_FACTOR + (64ull << 20) - 1) & ~((64ull << 20) - 1);
+    /* Under --mem-limit, half the limit at most: a pool larger than the
+       cgroup would only get the engine killed. */
+    if (c->mem_limit != 0 && b > c->mem_limit / 2)
+        b = c->mem_limit / 2;
     return b > c->pool ? b : c->pool;
 }
 
@@ -1511,17 +1771,124 @@ static int load(struct kv_ctx *x, struct kv_db *db)
     int rc = reset_dir(db->dir);
 
     if (rc == DKV_OK)
-        rc = kv_open(db, fill_budget(&x->cfg), 0, 1);
+        rc = kv_open(db, fill_budget(&x->cfg), 0, 1, 1);
     if (rc == DKV_OK)
-        rc = run_threads(x, db, B_FILLSEQ, 1, 1);
+        rc = run_threads(x, db, B_FILLSEQ, 1, KEEP_NONE);
     if (kv_close(db) != DKV_OK && rc == DKV_OK)
         rc = DKV_ERR_IO;
     if (rc == DKV_OK) {
         db->loaded = 1;
+        atomic_store(&db->inserted, 0);
+        atomic_store(&db->insert_next, 0);
         printf("%-16s   (%s: loaded %llu keys with fillseq in %.1f s, not measured)\n",
                "", db->name, (unsigned long long)x->cfg.num, bench_now() - t0);
     }
     return rc;
+}
+
+/* Sorts the last n records (one configuration's runs) by ops/s and keeps
+   the median run, with the slowest and fastest beside it. */
+static void keep_median(struct kv_ctx *x, unsigned n)
+{
+    struct kv_record *runs = &x->recs[x->rec_count - n], mid;
+
+    for (unsigned i = 1; i < n; i++)            /* insertion sort: n small */
+        for (unsigned j = i; j > 0 && runs[j].ops_per_sec < runs[j - 1].ops_per_sec; j--) {
+            struct kv_record t = runs[j];
+            runs[j] = runs[j - 1];
+            runs[j - 1] = t;
+        }
+    mid = runs[n / 2];
+    mid.runs = n;
+    mid.ops_min = runs[0].ops_per_sec;
+    mid.ops_max = runs[n - 1].ops_per_sec;
+    runs[0] = mid;
+    x->rec_count -= n - 1;
+}
+
+/* Runs one measurement --repeat times (timed phases and readseq; fills
+   and deletes change the data, so they run once) and prints the median. */
+static int run_repeated(struct kv_ctx *x, struct kv_db *db, int bench,
+                        unsigned readers)
+{
+    unsigned n = kv_bench_defs[bench].shape == SHAPE_TIMED || bench == B_READSEQ
+                 ? x->cfg.repeat : 1, done = 0;
+    int rc = DKV_OK;
+
+    if (n <= 1)
+        return run_threads(x, db, bench, readers, KEEP_PRINT);
+    while (done < n && rc == DKV_OK) {
+        unsigned before = x->rec_count;
+        rc = run_threads(x, db, bench, readers, KEEP_SILENT);
+        if (rc == DKV_OK && x->rec_count == before)
+            rc = DKV_ERR_NOMEM;         /* no room for the record: said */
+        done++;
+    }
+    if (rc == DKV_OK && done == n) {
+        keep_median(x, n);
+        kv_print_line(&x->recs[x->rec_count - 1]);
+    }
+    return rc;
+}
+
+/* Takes the last record off the list into *out (0), or -1 when the last
+   run left none. */
+static int pop_record(struct kv_ctx *x, unsigned before, struct kv_record *out)
+{
+    if (x->rec_count != before + 1)
+        return -1;
+    *out = x->recs[--x->rec_count];
+    return 0;
+}
+
+/* scanresist on the open db: uniform reads of a hot set (a range of keys
+   whose raw bytes are SCAN_HOT_SHARE of the budget, so that their pages
+   fit in it) until the cache holds them (then measured for a second), one
+   full scan, and the same reads again, measured for the SCAN_AFTER seconds
+   right after the scan, with no warm-up.  A cache the scan flushed reads
+   the hot set from disk again: a lower hit rate and rate after it. */
+static int run_scanresist(struct kv_ctx *x, struct kv_db *db, unsigned readers)
+{
+    struct kv_record before, scan, *after;
+    unsigned n = x->rec_count;
+    int rc;
+
+    memset(&before, 0, sizeof(before));
+    memset(&scan, 0, sizeof(scan));
+    /* The same handles throughout: a sqlite3 connection's cache is its own. */
+    x->keep_conns = 1;
+    x->hot_count = (uint64_t)((double)db->budget * SCAN_HOT_SHARE) /
+                   (x->cfg.key_size + x->cfg.value_size);
+    x->hot_count = x->hot_count == 0 ? 1 : x->hot_count < x->cfg.num ? x->hot_count
+                                                                      : x->cfg.num;
+    x->hot_first = (x->cfg.num - x->hot_count) / 2;
+    x->hot_warmup = x->cfg.duration < SCAN_WARM_MAX ? x->cfg.duration : SCAN_WARM_MAX;
+    x->hot_limit = SCAN_WINDOW;
+    rc = kv_attach(db, readers);
+    if (rc == DKV_OK)
+        rc = run_threads(x, db, B_HOTREAD, readers, KEEP_SILENT);
+    if (rc == DKV_OK && pop_record(x, n, &before) != 0)
+        rc = DKV_ERR_NOMEM;
+    if (rc == DKV_OK)
+        rc = run_threads(x, db, B_READSEQ, 1, KEEP_SILENT);
+    if (rc == DKV_OK && pop_record(x, n, &scan) != 0)
+        rc = DKV_ERR_NOMEM;
+    x->hot_warmup = 0;
+    x->hot_limit = SCAN_AFTER;
+    if (rc == DKV_OK)
+        rc = run_threads(x, db, B_HOTREAD, readers, KEEP_SILENT);
+    x->keep_conns = 0;
+    kv_detach(db);
+    if (rc != DKV_OK || x->rec_count != n + 1)
+        return rc != DKV_OK ? rc : DKV_ERR_NOMEM;
+    after = &x->recs[n];
+    snprintf(after->benchmark, sizeof(after->benchmark), "scanresist");
+    after->before_ops_per_sec = before.ops_per_sec;
+    after->before_hit_pct = before.hit_pct;
+    after->mb_per_sec = scan.mb_per_sec;
+    after->scan_seconds = scan.seconds;
+    kv_print_line(after);
+    return DKV_OK;
 }
 
 /* Runs one benchmark on one engine: load if needed, drop the page cache,
@@ -1529,16 +1896,23 @@ static int load(struct kv_ctx *x, struct kv_db *db)
 static int run_session(struct kv_ctx *x, struct kv_db *db, int bench,
                        uint64_t budget)
 {
-    unsigned threads[BENCH_LIST_MAX], n = thread_list(x, bench, threads), i;
+    unsigned threads[BENCH_LIST_MAX], n = thread_list(x, bench, threads), i, most = 1;
     int fill = is_fill(bench), rc;
 
     rc = fill ? reset_dir(db->dir) : db->loaded ? DKV_OK : load(x, db);
     if (rc != DKV_OK)
         return rc;
+    if (fill) {
+        atomic_store(&db->inserted, 0);
+        atomic_store(&db->insert_next, 0);
+    }
+    for (i = 0; i < n; i++)
+        most = threads[i] > most ? threads[i] : most;
     drop_caches(x);
-    rc = kv_open(db, budget, bench == B_SYNCPUT, fill);
+    rc = kv_open(db, budget, bench == B_SYNCPUT, fill, most + 1);
     for (i = 0; i < n && rc == DKV_OK; i++)
-        rc = run_threads(x, db, bench, threads[i], 0);
+        rc = bench == B_SCANRESIST ? run_scanresist(x, db, threads[i])
+                                   : run_repeated(x, db, bench, threads[i]);
     if (kv_close(db) != DKV_OK && rc == DKV_OK)
         rc = DKV_ERR_IO;
     if (fill)
@@ -1546,19 +1920,51 @@ static int run_session(struct kv_ctx *x, struct kv_db *db, int bench,
     return rc;
 }
 
-/* The last record of engine and benchmark with `threads` (0: any). */
-static const struct kv_record *find_record(const struct kv_ctx *x, const char *engine,
-                                           const char *bench, unsigned threads)
+/* The pool sizes of the sweep: 1/16 .. 2x the raw keys and values, at
+   least 1 MiB, rounded to the page size. */
+static unsigned sweep_points(const struct kv_cfg *c, uint64_t *budgets, double *fracs)
 {
-    const struct kv_record *found = NULL;
+    uint64_t raw = c->num * (c->key_size + c->value_size);
+    unsigned n = 0;
 
-    for (unsigned i = 0; i < x->rec_count; i++) {
-        const struct kv_record *r = &x->recs[i];
-        if (strcmp(r->engine, engine) == 0 && strcmp(r->benchmark, bench) == 0 &&
-            (threads == 0 || r->threads == threads))
-            found = r;
+    for (unsigned k = 0; k < SWEEP_POINTS; k++) {
+        double f = (double)(1u << k) / 16.0;
+        uint64_t b = (uint64_t)((double)raw * f) / c->page_size * c->page_size;
+        b = b < (1ull << 20) ? 1ull << 20 : b;
+        if (n > 0 && b <= budgets[n - 1])
+            continue;
+        /* Under --mem-limit a pool must leave the process room (see
+           mem_budget): larger points are left out. */
+        if (c->mem_limit != 0 && b > c->mem_limit / 2)
+            break;
+        budgets[n] = b;
+        fracs[n++] = (double)b / (double)raw;
     }
-    return found;
+    return n;
+}
+
+/* --sweep-pool on one engine: readrandom (1 thread, warmed by a scan) at
+   each pool size. */
+static int sweep_engine(struct kv_ctx *x, struct kv_db *db)
+{
+    uint64_t budgets[SWEEP_POINTS];
+    double fracs[SWEEP_POINTS];
+    unsigned n = sweep_points(&x->cfg, budgets, fracs);
+    int rc = db->loaded ? DKV_OK : load(x, db);
+
+    for (unsigned k = 0; k < n && rc == DKV_OK; k++) {
+        drop_caches(x);
+        rc = kv_open(db, budgets[k], 0, 0, 2);
+        if (rc == DKV_OK)
+            rc = run_threads(x, db, B_SWEEP, 1, KEEP_SILENT);
+        if (kv_close(db) != DKV_OK && rc == DKV_OK)
+            rc = DKV_ERR_IO;
+        if (rc == DKV_OK) {
+            x->recs[x->rec_count - 1].pool_fraction = fracs[k];
+            kv_print_line(&x->recs[x->rec_count - 1]);
+        }
+    }
+    return rc;
 }
 
 static unsigned max_threads(const struct kv_ctx *x, int bench)
@@ -1577,7 +1983,7 @@ static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
                        unsigned threads, unsigned depth)
 {
     char path[PATH_MAX + 16], quoted[2 * PATH_MAX + 64], cmd[4096], runtime[32];
-    const struct kv_record *mine = find_record(x, db->name, bench_defs[bench].name,
+    const struct kv_record *mine = kv_find_record(x, db->name, kv_bench_defs[bench].name,
                                                threads);
     struct kv_record *rec;
     uint64_t size = 0;
@@ -1604,7 +2010,7 @@ static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
     rec = record_new(x);
     if (rec == NULL)
         return DKV_ERR_NOMEM;
-    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", bench_defs[bench].name);
+    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", kv_bench_defs[bench].name);
     snprintf(rec->engine, sizeof(rec->engine), "fio");
     snprintf(rec->io, sizeof(rec->io), "%s", mine->io);
     snprintf(rec->durability, sizeof(rec->durability), "-");
@@ -1623,8 +2029,8 @@ static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
     return DKV_OK;
 }
 
-/* Runs one benchmark on every engine, then its fio comparison. */
-static int run_benchmark(struct kv_ctx *x, int bench)
+/* Runs one benchmark on engines [e0, e1) in turn, then its fio comparison. */
+static int run_benchmark(struct kv_ctx *x, int bench, unsigned e0, unsigned e1)
 {
     uint64_t budget = is_fill(bench) ? fill_budget(&x->cfg)
                     : bench == B_READRANDOM_MEM ? mem_budget(&x->cfg) : x->cfg.pool;
@@ -1632,10 +2038,10 @@ static int run_benchmark(struct kv_ctx *x, int bench)
     int rc = DKV_OK;
 
     if (is_fill(bench) && x->cfg.use_existing) {
-        printf("%-16s : skipped (--use_existing_db)\n", bench_defs[bench].name);
+        printf("%-16s : skipped (--use_existing_db)\n", kv_bench_defs[bench].name);
         return DKV_OK;
     }
-    for (e = 0; e < x->cfg.engine_count && rc == DKV_OK; e++) {
+    for (e = e0; e < e1 && rc == DKV_OK; e++) {
         struct kv_db *db = &x->dbs[e];
         rc = run_session(x, db, bench, budget);
         if (rc == DKV_OK && db->kind == E_DKV_DIRECT && bench == B_READRANDOM)
@@ -1647,554 +2053,6 @@ static int run_benchmark(struct kv_ctx *x, int bench)
     return rc;
 }
 
-/* ---- the summary ------------------------------------------------------------------------- */
-
-/* The columns of the summary: the engines in --engines order, then fio. */
-static unsigned summary_columns(const struct kv_ctx *x, const char **cols)
-{
-    unsigned n = 0;
-
-    for (unsigned e = 0; e < x->cfg.engine_count; e++)
-        cols[n++] = x->dbs[e].name;
-    for (unsigned i = 0; i < x->rec_count; i++)
-        if (strcmp(x->recs[i].engine, "fio") == 0) {
-            cols[n++] = "fio";
-            break;
-        }
-    return n;
-}
-
-static int seen_before(const struct kv_ctx *x, unsigned upto)
-{
-    const struct kv_record *r = &x->recs[upto];
-
-    for (unsigned i = 0; i < upto; i++)
-        if (strcmp(x->recs[i].benchmark, r->benchmark) == 0 &&
-            x->recs[i].threads == r->threads)
-            return 1;
-    return 0;
-}
-
-static void print_summary_row(const struct kv_ctx *x, const struct kv_record *key,
-                              const char **cols, unsigned ncols)
-{
-    const struct kv_record *base = find_record(x, "dkv-direct", key->benchmark,
-                                               key->threads);
-    unsigned c;
-
-    printf("%-17s %7u", key->benchmark, key->threads);
-    for (c = 0; c < ncols; c++) {
-        const struct kv_record *r = find_record(x, cols[c], key->benchmark, key->threads);
-        if (r != NULL)
-            printf(" %13.0f", r->ops_per_sec);
-        else
-            printf(" %13s", "-");
-    }
-    for (c = 0; c < ncols; c++) {
-        const struct kv_record *r = find_record(x, cols[c], key->benchmark, key->threads);
-        if (strcmp(cols[c], "dkv-direct") == 0)
-            continue;
-        if (base != NULL && r != NULL && r->ops_per_sec > 0)
-            printf(" %11.2fx", base->ops_per_sec / r->ops_per_sec);
-        else
-            printf(" %12s", "-");
-    }
-    printf("\n");
-}
-
-/* 2-thread / 1-thread (or most / fewest) of benchmark for each engine. */
-static void print_scaling(const struct kv_ctx *x, const char *bench)
-{
-    int header = 0;
-
-    for (unsigned e = 0; e < x->cfg.engine_count; e++) {
-        const struct kv_record *one = find_record(x, x->dbs[e].name, bench, 1);
-        const struct kv_record *most = NULL;
-        for (unsigned i = 0; i < x->rec_count; i++) {
-            const struct kv_record *r = &x->recs[i];
-            if (strcmp(r->engine, x->dbs[e].name) == 0 &&
-                strcmp(r->benchmark, bench) == 0 && r->threads > 1 &&
-                (most == NULL || r->threads > most->threads))
-                most = r;
-        }
-        if (one == NULL || most == NULL || !(one->ops_per_sec > 0))
-            continue;
-        if (!header++)
-            printf("\n%s scaling, most threads / 1 thread:\n", bench);
-        printf("  %-13s %u threads %10.0f ops/s / 1 thread %10.0f ops/s = %.2fx\n",
-               x->dbs[e].name, most->threads, most->ops_per_sec, one->ops_per_sec,
-               most->ops_per_sec / one->ops_per_sec);
-    }
-}
-
-static void print_summary(const struct kv_ctx *x)
-{
-    const char *cols[ENGINE_MAX + 1];
-    unsigned ncols = summary_columns(x, cols), c, i;
-    char head[32];
-
-    printf("\nops/sec per engine (the same run; ratio = dkv-direct / column):\n");
-    printf("%-17s %7s", "benchmark", "threads");
-    for (c = 0; c < ncols; c++)
-        printf(" %13s", cols[c]);
-    for (c = 0; c < ncols; c++) {
-        if (strcmp(cols[c], "dkv-direct") == 0)
-            continue;
-        snprintf(head, sizeof(head), "/%s", cols[c]);
-        printf(" %12s", head);
-    }
-    printf("\n");
-    for (i = 0; i < x->rec_count; i++)
-        if (!seen_before(x, i))
-            print_summary_row(x, &x->recs[i], cols, ncols);
-    printf("(readwhilewriting: the readers' ops/sec; multiget: keys/sec, 64 a call;\n"
-           " fio: %u-byte random reads of dkv-direct's data file at iodepth = threads\n"
-           " for readrandom, %u for multiget)\n", x->cfg.page_size, FIO_DEPTH_MULTIGET);
-    print_scaling(x, "readrandom_mem");
-    print_scaling(x, "readrandom");
-    printf("\nwall time per benchmark (all engines, loads and fio included):");
-    for (i = 0; i < x->cfg.bench_count; i++)
-        printf("%s%s %.0f s", i % 5 ? ", " : "\n  ", bench_defs[x->cfg.benches[i]].name,
-               x->bench_seconds[i]);
-    printf("\n");
-}
-
-/* ---- JSON and CSV ------------------------------------------------------------------------- */
-
-static void json_num(FILE *out, const char *name, double v)
-{
-    if (isfinite(v))
-        fprintf(out, ", \"%s\": %.10g", name, v);
-    else
-        fprintf(out, ", \"%s\": null", name);
-}
-
-static void json_record(FILE *out, const struct kv_ctx *x, const struct kv_record *r,
-                        int last)
-{
-    fprintf(out, "  {\"benchmark\": \"%s\", \"engine\": \"%s\", \"io\": \"%s\", "
-            "\"direct\": %s, \"threads\": %u, \"ops\": %llu, \"durability\": \"%s\", "
-            "\"distribution\": \"%s\"",
-            r->benchmark, r->engine, r->io, r->direct ? "true" : "false",
-            r->threads, (unsigned long long)r->ops, r->durability,
-            x->cfg.zipf ? "zipfian" : "uniform");
-    json_num(out, "seconds", r->seconds);
-    json_num(out, "ops_per_sec", r->ops_per_sec);
-    json_num(out, "micros_per_op", r->micros_per_op);
-    json_num(out, "p50_us", r->p50_us);
-    json_num(out, "p99_us", r->p99_us);
-    json_num(out, "p999_us", r->p999_us);
-    json_num(out, "max_us", r->max_us);
-    json_num(out, "cpu_us_per_op", r->cpu_us_per_op);
-    fprintf(out, ", \"rss_bytes\": %llu, \"page_cache_bytes\": %llu, "
-            "\"pages_read\": %llu, \"disk_read_bytes\": %llu, \"log_syncs\": %llu, "
-            "\"pool_bytes\": %llu",
-            (unsigned long long)r->rss_bytes, (unsigned long long)r->page_cache_bytes,
-            (unsigned long long)r->pages_read, (unsigned long long)r->disk_read_bytes,
-            (unsigned long long)r->syncs, (unsigned long long)r->pool_bytes);
-    if (r->iodepth > 0)
-        fprintf(out, ", \"iodepth\": %u, \"block\": %u", r->iodepth, x->cfg.page_size);
-    if (r->hit_pct >= 0)
-        json_num(out, "hit_pct", r->hit_pct);
-    if (r->found_pct >= 0)
-        json_num(out, "found_pct", r->found_pct);
-    if (r->mb_per_sec > 0)
-        json_num(out, "mb_per_sec", r->mb_per_sec);
-    if (strcmp(r->benchmark, "readwhilewriting") == 0 && strcmp(r->engine, "fio") != 0)
-        json_num(out, "writer_ops_per_sec", r->writer_ops_per_sec);
-    fprintf(out, "}%s\n", last ? "" : ",");
-}
-
-static int close_output(FILE *out, const char *path)
-{
-    int failed = ferror(out);
-
-    if (fclose(out) != 0 || failed) {
-        fprintf(stderr, "dkv-bench: writing %s failed\n", path);
-        return -1;
-    }
-    return 0;
-}
-
-static int write_json(const struct kv_ctx *x, const char *path)
-{
-    FILE *out = fopen(path, "w");
-
-    if (out == NULL) {
-        fprintf(stderr, "dkv-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(out, "[\n");
-    for (unsigned i = 0; i < x->rec_count; i++)
-        json_record(out, x, &x->recs[i], i + 1 == x->rec_count);
-    fprintf(out, "]\n");
-    return close_output(out, path);
-}
-
-static int write_csv(const struct kv_ctx *x, const char *path)
-{
-    FILE *out = fopen(path, "w");
-
-    if (out == NULL) {
-        fprintf(stderr, "dkv-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(out, "benchmark,engine,io,direct,threads,ops,seconds,ops_per_sec,"
-            "micros_per_op,p50_us,p99_us,p999_us,max_us,cpu_us_per_op,rss_bytes,page_cache_bytes,"
-            "hit_pct,pages_read,disk_read_bytes,mb_per_sec,log_syncs,pool_bytes,"
-            "iodepth,durability\n");
-    for (unsigned i = 0; i < x->rec_count; i++) {
-        const struct kv_record *r = &x->recs[i];
-        fprintf(out, "%s,%s,%s,%d,%u,%llu,%.6f,%.1f,%.4f,%.2f,%.2f,%.2f,%.2f,%.3f,%llu,%llu,"
-                "%.2f,%llu,%llu,%.2f,%llu,%llu,%u,\"%s\"\n",
-                r->benchmark, r->engine, r->io, r->direct, r->threads,
-                (unsigned long long)r->ops, r->seconds, r->ops_per_sec,
-                r->micros_per_op, r->p50_us, r->p99_us, r->p999_us, r->max_us,
-                r->cpu_us_per_op, (unsigned long long)r->rss_bytes,
-                (unsigned long long)r->page_cache_bytes, r->hit_pct,
-                (unsigned long long)r->pages_read,
-                (unsigned long long)r->disk_read_bytes, r->mb_per_sec,
-                (unsigned long long)r->syncs, (unsigned long long)r->pool_bytes,
-                r->iodepth, r->durability);
-    }
-    return close_output(out, path);
-}
-
-/* ---- the command line ------------------------------------------------------------------- */
-
-void bench_kv_usage(FILE *out)
-{
-    fprintf(out,
-        "engine comparison (dkv-bench with no mode, or options starting with --):\n"
-        "  --benchmarks=LIST  in order (default %s);\n"
-        "                     also: fillseq (batches of %u keys)\n"
-        "  --engines=LIST     dkv-direct,dkv-buffered,sqlite3 (default: all three)\n"
-        "  --num=N            keys (default %llu)\n"
-        "  --key_size=N       bytes (default %u)   --value_size=N  bytes (default %u)\n"
-        "  --threads=LIST     threads of the read benchmarks and syncput (default:\n"
-        "                     readrandom and readrandom_mem 1,2; syncput 1,8; others 1;\n"
-        "                     readwhilewriting: readers, beside its one writer)\n"
-        "  --pool=SIZE        dkv's pool = sqlite3's cache, bytes or K/M/G (default %lluM)\n"
-        "  --mem_pool=SIZE    readrandom_mem's budget (default %ux the raw data)\n"
-        "  --fill_pool=SIZE   the fills' budget (default: --mem_pool's, the data fits)\n"
-        "  --page_size=N      dkv and sqlite3 page bytes, 4K..64K (default %u)\n"
-        "  --duration=S       seconds per timed read phase (default %g)\n"
-        "  --write_duration=S syncput's seconds, deleterandom's at most (default %g,\n"
-        "                     or --duration when shorter)\n"
-        "  --distribution=uniform|zipfian   keys of the random phases (zipf 0.99)\n"
-        "  --io=auto|io_uring|libaio|psync  dkv's I/O backend (default auto)\n"
-        "  --db=DIR           where the databases go (default /tmp/dkv-bench-kv)\n"
-        "  --seed=N           keys and values (default 1)\n"
-        "  --drop-caches[=0|1] drop the page cache before each phase (default: on\n"
-        "                     as root; else the databases' files are dropped)\n"
-        "  --cap_page_cache=1|0  1 (default): in the phases run with --pool, drop the\n"
-        "                     buffered engines' files from the page cache every\n"
-        "                     20 ms, so they cache in the budget only, as dkv-direct\n"
-        "                     does; 0: they also use all the page cache they find\n"
-        "  --use_existing_db  read the databases a run with the same --db and --num\n"
-        "                     left, rather than loading them first (no fills)\n"
-        "  --fio | --no-fio   fio's reads of the data file beside readrandom and\n"
-        "                     multiget (default: when on PATH and the data > pool)\n"
-        "  --json=FILE, --csv=FILE   one record per engine, benchmark and threads\n",
-        benchmarks_default, FILLSEQ_BATCH, NUM_DEFAULT, KEY_SIZE_DEFAULT,
-        VALUE_SIZE_DEFAULT, POOL_DEFAULT >> 20, MEM_POOL_FACTOR, PAGE_SIZE_DEFAULT,
-        DURATION_DEFAULT, WRITE_DURATION_DEFAULT);
-}
-
-/* Parses "4096", "64M", "1G", "1GiB" (binary multiples); 0 or -1. */
-static int parse_size(const char *text, uint64_t *value)
-{
-    unsigned long long n;
-    uint64_t mult = 1;
-    char *end;
-
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    errno = 0;
-    n = strtoull(text, &end, 10);
-    if (errno != 0)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    default: break;
-    }
-    if (mult > 1 && *end == 'i')
-        end++;
-    if (mult > 1 && (*end == 'B' || *end == 'b'))
-        end++;
-    if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
-        return -1;
-    *value = (uint64_t)n * mult;
-    return 0;
-}
-
-/* Calls item(text of one element, index, arg) for each element of a
-   comma-separated list; the count, or -1 for an empty or bad element. */
-static int parse_list(const char *text, int (*item)(const char *, unsigned, void *),
-                      void *arg)
-{
-    char one[64];
-    unsigned n = 0;
-
-    while (*text != '\0') {
-        size_t len = strcspn(text, ",");
-        if (len == 0 || len >= sizeof(one) || n >= BENCH_LIST_MAX)
-            return -1;
-        memcpy(one, text, len);
-        one[len] = '\0';
-        if (item(one, n++, arg) != 0)
-            return -1;
-        text += len;
-        if (*text == ',' && *++text == '\0')
-            return -1;
-    }
-    return n > 0 ? (int)n : -1;
-}
-
-static int bench_item(const char *text, unsigned i, void *arg)
-{
-    struct kv_cfg *cfg = arg;
-
-    for (int b = 0; b < B_COUNT; b++) {
-        if (strcmp(text, bench_defs[b].name) == 0) {
-            cfg->benches[i] = b;
-            return 0;
-        }
-    }
-    fprintf(stderr, "dkv-bench: unknown benchmark '%s'\n", text);
-    return -1;
-}
-
-static int engine_item(const char *text, unsigned i, void *arg)
-{
-    struct kv_cfg *cfg = arg;
-
-    for (int e = 0; e < ENGINE_MAX; e++) {
-        if (strcmp(text, engine_names[e]) == 0) {
-            for (unsigned j = 0; j < i; j++)
-                if (cfg->engines[j] == e)
-                    return -1;            /* each engine once */
-            cfg->engines[i] = e;
-            return 0;
-        }
-    }
-    fprintf(stderr, "dkv-bench: unknown engine '%s'\n", text);
-    return -1;
-}
-
-static int threads_item(const char *text, unsigned i, void *arg)
-{
-    struct kv_cfg *cfg = arg;
-    uint64_t v;
-
-    /* readwhilewriting adds a writer: at most one below the team's size. */
-    if (parse_size(text, &v) != 0 || v == 0 || v >= BENCH_THREADS_MAX)
-        return -1;
-    cfg->threads[i] = (unsigned)v;
-    return 0;
-}
-
-static void set_defaults(struct kv_cfg *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->bench_count = (unsigned)parse_list(benchmarks_default, bench_item, cfg);
-    cfg->num = NUM_DEFAULT;
-    cfg->key_size = KEY_SIZE_DEFAULT;
-    cfg->value_size = VALUE_SIZE_DEFAULT;
-    cfg->pool = POOL_DEFAULT;
-    cfg->page_size = PAGE_SIZE_DEFAULT;
-    cfg->duration = DURATION_DEFAULT;
-    for (int e = 0; e < ENGINE_MAX; e++)
-        cfg->engines[e] = e;
-    cfg->engine_count = ENGINE_MAX;
-    cfg->db = "/tmp/dkv-bench-kv";
-    cfg->seed = 1;
-    cfg->io_engine = DKV_IO_AUTO;
-    cfg->drop = geteuid() == 0 ? DROP_ALL : DROP_FILES;
-    cfg->fio = BENCH_FIO_AUTO;
-    cfg->cap_page_cache = 1;
-}
-
-static int parse_io(const char *text, int *io)
-{
-    for (int e = DKV_IO_AUTO; e <= DKV_IO_PSYNC; e++) {
-        if (strcmp(text, dkv_io_engine_name(e)) == 0) {
-            *io = e;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The options about sizes and counts (see apply_option). */
-static int apply_number(struct kv_cfg *cfg, int c, const char *arg)
-{
-    uint64_t v = 0;
-    char *end;
-    int bad = c != 'd' && c != 'W' && parse_size(arg, &v) != 0;
-
-    switch (c) {
-    case 'n': bad |= v == 0 || v > 1000000000ull; cfg->num = v; break;
-    case 'k': bad |= v == 0 || v > DKV_KEY_MAX; cfg->key_size = (unsigned)v; break;
-    case 'v':
-        bad |= v > RAND_BUF_LEN / 2;
-        cfg->value_size = (unsigned)v;
-        break;
-    case 'p': bad |= v < (1u << 20) || v > (1ull << 40); cfg->pool = v; break;
-    case 'M': bad |= v < (1u << 20) || v > (1ull << 40); cfg->mem_pool = v; break;
-    case 'L': bad |= v < (1u << 20) || v > (1ull << 40); cfg->fill_pool = v; break;
-    case 'P':
-        bad |= v < 4096 || v > 65536 || (v & (v - 1));
-        cfg->page_size = (uint32_t)v;
-        break;
-    case 's': cfg->seed = v; break;
-    case 'd':
-    case 'W':
-        *(c == 'd' ? &cfg->duration : &cfg->write_duration) = strtod(arg, &end);
-        bad = end == arg || *end != '\0' || !(strtod(arg, NULL) > 0) ||
-              strtod(arg, NULL) > 86400.0;
-        break;
-    default:
-        return -1;
-    }
-    return bad ? -1 : 0;
-}
-
-/* Applies one option; 0, or -1 when its value is bad. */
-static int apply_option(struct kv_cfg *cfg, int c, const char *arg)
-{
-    int n;
-
-    switch (c) {
-    case 'b':
-        n = parse_list(arg, bench_item, cfg);
-        cfg->bench_count = n > 0 ? (unsigned)n : 0;
-        return n > 0 ? 0 : -1;
-    case 'e':
-        n = parse_list(arg, engine_item, cfg);
-        cfg->engine_count = n > 0 ? (unsigned)n : 0;
-        return n > 0 && n <= ENGINE_MAX ? 0 : -1;
-    case 't':
-        n = parse_list(arg, threads_item, cfg);
-        cfg->thread_count = n > 0 ? (unsigned)n : 0;
-        return n > 0 ? 0 : -1;
-    case 'D':
-        if (strcmp(arg, "uniform") != 0 && strcmp(arg, "zipfian") != 0)
-            return -1;
-        cfg->zipf = strcmp(arg, "zipfian") == 0;
-        return 0;
-    case 'i': return parse_io(arg, &cfg->io_engine);
-    case 'B': cfg->db = arg; return arg[0] == '\0' ? -1 : 0;
-    case 'j': cfg->json = arg; return arg[0] == '\0' ? -1 : 0;
-    case 'c': cfg->csv = arg; return arg[0] == '\0' ? -1 : 0;
-    case 'X':
-        if (arg == NULL || strcmp(arg, "1") == 0)
-            cfg->drop = DROP_ALL;
-        else if (strcmp(arg, "0") == 0)
-            cfg->drop = DROP_NONE;
-        else
-            return -1;
-        return 0;
-    case 'x': cfg->drop = DROP_NONE; return 0;
-    case 'C':
-        if (strcmp(arg, "0") != 0 && strcmp(arg, "1") != 0)
-            return -1;
-        cfg->cap_page_cache = arg[0] == '1';
-        return 0;
-    case 'U': cfg->use_existing = 1; return 0;
-    case 'F': cfg->fio = BENCH_FIO_ON; return 0;
-    case 'N': cfg->fio = BENCH_FIO_OFF; return 0;
-    default:
-        return apply_number(cfg, c, arg);
-    }
-}
-
-/* Checks what no single option can: the keys must fit their size. */
-static int check_cfg(const struct kv_cfg *cfg)
-{
-    unsigned digits = 1;
-
-    for (uint64_t n = cfg->num - 1; n >= 10; n /= 10)
-        digits++;
-    if (digits > cfg->key_size) {
-        fprintf(stderr, "dkv-bench: --key_size %u is too short for %llu keys\n",
-                cfg->key_size, (unsigned long long)cfg->num);
-        return -1;
-    }
-#ifndef DKV_BENCH_SQLITE
-    for (unsigned e = 0; e < cfg->engine_count; e++)
-        if (cfg->engines[e] == E_SQLITE) {
-            fprintf(stderr, "dkv-bench: this build has no sqlite3 (pkg-config "
-                    "sqlite3 was not found)\n");
-            return -1;
-        }
-#endif
-    return 0;
-}
-
-/* Parses the command line; 0, 1 for --help, -1 for a bad one. */
-static int parse_args(int argc, char **argv, struct kv_cfg *cfg)
-{
-    static const struct option longopts[] = {
-        { "benchmarks",   required_argument, NULL, 'b' },
-        { "engines",      required_argument, NULL, 'e' },
-        { "num",          required_argument, NULL, 'n' },
-        { "key_size",     required_argument, NULL, 'k' },
-        { "key-size",     required_argument, NULL, 'k' },
-        { "value_size",   required_argument, NULL, 'v' },
-        { "value-size",   required_argument, NULL, 'v' },
-        { "threads",      required_argument, NULL, 't' },
-        { "pool",         required_argument, NULL, 'p' },
-        { "mem_pool",     required_argument, NULL, 'M' },
-        { "mem-pool",     required_argument, NULL, 'M' },
-        { "page_size",    required_argument, NULL, 'P' },
-        { "page-size",    required_argument, NULL, 'P' },
-        { "duration",     required_argument, NULL, 'd' },
-        { "write_duration", required_argument, NULL, 'W' },
-        { "write-duration", required_argument, NULL, 'W' },
-        { "fill_pool",    required_argument, NULL, 'L' },
-        { "fill-pool",    required_argument, NULL, 'L' },
-        { "distribution", required_argument, NULL, 'D' },
-        { "io",           required_argument, NULL, 'i' },
-        { "db",           required_argument, NULL, 'B' },
-        { "json",         required_argument, NULL, 'j' },
-        { "csv",          required_argument, NULL, 'c' },
-        { "seed",         required_argument, NULL, 's' },
-        { "drop-caches",  optional_argument, NULL, 'X' },
-        { "drop_caches",  optional_argument, NULL, 'X' },
-        { "no-drop-caches", no_argument,     NULL, 'x' },
-        { "cap_page_cache", required_argument, NULL, 'C' },
-        { "cap-page-cache", required_argument, NULL, 'C' },
-        { "use_existing_db", no_argument,    NULL, 'U' },
-        { "fio",          no_argument,       NULL, 'F' },
-        { "no-fio",       no_argument,       NULL, 'N' },
-        { "help",         no_argument,       NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
-    int c;
-
-    set_defaults(cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (c == 'h')
-            return 1;
-        if (c == '?')
-            return -1;
-        if (apply_option(cfg, c, optarg) != 0) {
-            fprintf(stderr, "dkv-bench: bad value for an option: '%s'\n",
-                    optarg ? optarg : "");
-            return -1;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "dkv-bench: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
-    return check_cfg(cfg);
-}
-
 /* ---- setting up and running ------------------------------------------------------------------ */
 
 /* The keys and values every run draws from. */
@@ -2202,7 +2060,6 @@ static int ctx_init(struct kv_ctx *x)
 {
     const struct kv_cfg *cfg = &x->cfg;
     uint64_t rng = cfg->seed ^ 0x6b76626e63680001ull;
-    uint32_t *shuffle = NULL;
     size_t i;
 
     x->rand_buf = malloc(RAND_BUF_LEN);
@@ -2216,24 +2073,10 @@ static int ctx_init(struct kv_ctx *x)
         x->fill_order[i] = x->delete_order[i] = (uint32_t)i;
     bench_shuffle(x->fill_order, cfg->num, &rng);
     bench_shuffle(x->delete_order, cfg->num, &rng);
-    if (!cfg->zipf)
-        return DKV_OK;
-    /* Zipfian ranks, mapped through a shuffle so the hot keys are spread
-       over the tree rather than packed into its first leaves. */
-    x->zipf_keys = malloc(ZIPF_TABLE_LEN * sizeof(uint32_t));
-    shuffle = malloc(cfg->num * sizeof(uint32_t));
-    if (x->zipf_keys == NULL || shuffle == NULL) {
-        free(shuffle);
-        return DKV_ERR_NOMEM;
-    }
-    for (i = 0; i < cfg->num; i++)
-        shuffle[i] = (uint32_t)i;
-    bench_shuffle(shuffle, cfg->num, &rng);
-    bench_zipf_fill(x->zipf_keys, ZIPF_TABLE_LEN, (uint32_t)cfg->num, ZIPF_THETA,
-                    cfg->seed);
-    for (i = 0; i < ZIPF_TABLE_LEN; i++)
-        x->zipf_keys[i] = shuffle[x->zipf_keys[i]];
-    free(shuffle);
+    /* YCSB's scrambled zipfian: ranks over 10^10 items, hashed onto the
+       keys (bench_zipf_scrambled), so the hot keys are spread over the
+       tree rather than packed into its first leaves. */
+    bench_zipf_init(&x->zipf, BENCH_ZIPF_SCRAMBLE_ITEMS, ZIPF_THETA);
     return DKV_OK;
 }
 
@@ -2242,7 +2085,6 @@ static void ctx_free(struct kv_ctx *x)
     free(x->rand_buf);
     free(x->fill_order);
     free(x->delete_order);
-    free(x->zipf_keys);
 }
 
 /* The databases' directories: DIR/<engine>. */
@@ -2255,7 +2097,8 @@ static int dbs_init(struct kv_ctx *x)
     for (unsigned e = 0; e < x->cfg.engine_count; e++) {
         struct kv_db *db = &x->dbs[e];
         db->kind = x->cfg.engines[e];
-        db->name = engine_names[db->kind];
+        db->name = kv_engine_names[db->kind];
+        db->ops = ext_ops(db->kind);
         db->cfg = &x->cfg;
         if ((size_t)snprintf(db->dir, sizeof(db->dir), "%s/%s", x->cfg.db,
                              db->name) >= sizeof(db->dir))
@@ -2265,17 +2108,31 @@ static int dbs_init(struct kv_ctx *x)
     return DKV_OK;
 }
 
+static int has_engine(const struct kv_cfg *c, int kind)
+{
+    for (unsigned e = 0; e < c->engine_count; e++)
+        if (c->engines[e] == kind)
+            return 1;
+    return 0;
+}
+
 static void print_header(const struct kv_ctx *x)
 {
     const struct kv_cfg *c = &x->cfg;
     double raw = (double)c->num * (c->key_size + c->value_size);
 
     printf("dkv-bench: engine comparison\n");
-    printf("keys:       %llu x (%u + %u bytes) = %.1f MB raw, %s\n",
+    printf("engines:   ");
+    for (unsigned e = 0; e < c->engine_count; e++)
+        printf(" %s", kv_engine_names[c->engines[e]]);
+    printf("\nkeys:       %llu x (%u + %u bytes) = %.1f MB raw, %s\n",
            (unsigned long long)c->num, c->key_size, c->value_size, raw / 1e6,
-           c->zipf ? "zipfian (theta 0.99)" : "uniform");
+           c->zipf ? "zipfian (YCSB's scrambled zipfian, theta 0.99)"
+           : c->dist_set ? "uniform (ycsb-* too)"
+           : "uniform (ycsb-*: zipfian, theta 0.99; ycsb-d: latest)");
     printf("memory:     dkv pool = sqlite3 cache (split evenly over its connections, "
-           "one a thread), page size %u:\n"
+           "one a thread)\n            = rocksdb block cache = lmdb's page cache; "
+           "page size %u:\n"
            "            %llu MiB for the reads (the raw data is %.1fx that);\n"
            "            %llu MiB for the fills, %llu MiB for readrandom_mem\n",
            c->page_size, (unsigned long long)(c->pool >> 20), raw / (double)c->pool,
@@ -2289,16 +2146,195 @@ static void print_header(const struct kv_ctx *x)
     if (c->cap_page_cache)
         printf("            and, in the phases run with the %llu MiB budget, the buffered "
                "engines' files\n            are dropped every %.0f ms (their memory is "
-               "their cache: --cap_page_cache)\n",
-               (unsigned long long)(c->pool >> 20), CAP_EVERY * 1000);
-    printf("durability: fills, deletes, readwhilewriting: dkv DKV_COMMIT_ASYNC, sqlite3 "
-           "WAL synchronous=NORMAL;\n            syncput: DKV_COMMIT_SYNC, sqlite3 "
-           "synchronous=FULL (no batches but fillseq's)\n");
+               "their cache: --cap_page_cache)%s\n",
+               (unsigned long long)(c->pool >> 20), CAP_EVERY * 1000,
+               has_engine(c, E_LMDB) ? ";\n            lmdb's are held to the budget "
+                                       "(random resident pages dropped)" : "");
+    if (c->mem_limit != 0 && x->mem_limit_on)
+        printf("mem-limit:  %llu MiB, enforced: each engine runs in a child process in "
+               "a memory cgroup\n            of its own (process memory + page cache "
+               "charged)\n", (unsigned long long)(c->mem_limit >> 20));
+    else if (c->mem_limit != 0)
+        printf("mem-limit:  %llu MiB NOT ENFORCED: %s\n",
+               (unsigned long long)(c->mem_limit >> 20), x->mem_limit_why);
+    if (c->repeat > 1)
+        printf("repeat:     each timed phase and readseq %u times; the run with the "
+               "median ops/s is reported\n", c->repeat);
+    printf("durability: fills, deletes, readwhilewriting, ycsb: dkv DKV_COMMIT_ASYNC, "
+           "sqlite3 WAL synchronous=NORMAL,\n            rocksdb sync=0, lmdb "
+           "MDB_NOSYNC; syncput: DKV_COMMIT_SYNC, sqlite3 synchronous=FULL,\n"
+           "            rocksdb sync=1, lmdb synced commits (no batches but fillseq's)\n");
     printf("time:       %.1f s per timed read phase, %.1f s for syncput and at most "
            "for deleterandom,\n            after a warm-up of a fifth (at most %.1f s); "
            "dkv io %s; databases in %s\n\n",
            c->duration, write_seconds(c), WARMUP_MAX,
            dkv_io_engine_name(c->io_engine), c->db);
+}
+
+/* Runs the plan (every benchmark, then the sweep) on engines [e0, e1). */
+static int run_plan(struct kv_ctx *x, unsigned e0, unsigned e1)
+{
+    int rc = DKV_OK;
+
+    for (unsigned b = 0; b < x->cfg.bench_count && rc == DKV_OK; b++) {
+        double t0 = bench_now();
+        rc = run_benchmark(x, x->cfg.benches[b], e0, e1);
+        x->bench_seconds[b] += bench_now() - t0;
+    }
+    if (x->cfg.sweep) {
+        double t0 = bench_now();
+        if (rc == DKV_OK)
+            printf("\n--sweep-pool: readrandom, 1 thread, %.1f s a point after a scan "
+                   "and a warm-up\n", x->cfg.duration);
+        for (unsigned e = e0; e < e1 && rc == DKV_OK; e++)
+            rc = sweep_engine(x, &x->dbs[e]);
+        x->sweep_seconds += bench_now() - t0;
+    }
+    return rc;
+}
+
+/* What a --mem-limit child sends back before its records. */
+struct child_head {
+    double   bench_seconds[BENCH_LIST_MAX];
+    double   sweep_seconds;
+    unsigned rec_count;
+    int      rc;
+};
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static size_t read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* The child: enters the cgroup, runs the plan on engine e, sends back
+   what it measured; never returns. */
+static void child_run(struct kv_ctx *x, const struct kv_cgroup *cg, unsigned e, int fd)
+{
+    struct child_head h;
+    int rc = kv_cgroup_enter(cg, getpid()) == 0 ? DKV_OK : DKV_ERR_IO;
+
+    if (rc != DKV_OK)
+        fprintf(stderr, "dkv-bench: cannot enter cgroup %s: %s\n", cg->path,
+                strerror(errno));
+    /* Only this child's results go back (the parent holds the others'). */
+    x->rec_count = 0;
+    memset(x->bench_seconds, 0, sizeof(x->bench_seconds));
+    x->sweep_seconds = 0;
+    x->cgroup = *cg;
+    if (rc == DKV_OK)
+        rc = run_plan(x, e, e + 1);
+    fflush(stdout);
+    memset(&h, 0, sizeof(h));
+    memcpy(h.bench_seconds, x->bench_seconds, sizeof(h.bench_seconds));
+    h.sweep_seconds = x->sweep_seconds;
+    h.rec_count = x->rec_count;
+    h.rc = rc;
+    if (write_all(fd, &h, sizeof(h)) != 0 ||
+        write_all(fd, x->recs, x->rec_count * sizeof(x->recs[0])) != 0)
+        rc = DKV_ERR_IO;
+    _exit(rc == DKV_OK ? 0 : 1);
+}
+
+/* Reads a child's results into x: 0, or -1 when it sent none. */
+static int child_collect(struct kv_ctx *x, int fd)
+{
+    struct child_head h;
+    size_t room;
+
+    if (read_all(fd, &h, sizeof(h)) != sizeof(h))
+        return -1;
+    for (unsigned b = 0; b < BENCH_LIST_MAX; b++)
+        x->bench_seconds[b] += h.bench_seconds[b];
+    x->sweep_seconds += h.sweep_seconds;
+    room = RECORDS_MAX - x->rec_count;
+    h.rec_count = h.rec_count < room ? h.rec_count : (unsigned)room;
+    x->rec_count += (unsigned)(read_all(fd, &x->recs[x->rec_count],
+                                        h.rec_count * sizeof(x->recs[0])) /
+                               sizeof(x->recs[0]));
+    return h.rc == DKV_OK ? 0 : -1;
+}
+
+/* Says how engine e's child ended: its cgroup's peak, or why it died. */
+static int child_report(const struct kv_ctx *x, const struct kv_cgroup *cg, unsigned e,
+                        int status, int sent)
+{
+    const char *name = x->dbs[e].name;
+
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "dkv-bench: %s: killed by signal %d%s\n", name, WTERMSIG(status),
+                kv_cgroup_oom(cg) ? " (out of memory under --mem-limit: give it more, "
+                                    "or a smaller --pool / --mem_pool)" : "");
+        return DKV_ERR_NOMEM;
+    }
+    printf("%-16s   (%s: memory cgroup peak %.1f MB of the %.1f MB limit)\n", "", name,
+           (double)kv_cgroup_peak(cg) / 1e6, (double)x->cfg.mem_limit / 1e6);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 && sent ? DKV_OK : DKV_ERR_IO;
+}
+
+/* --mem-limit: each engine's whole plan in a child process in a memory
+   cgroup of its own, one engine after the other. */
+static int run_limited(struct kv_ctx *x)
+{
+    int rc = DKV_OK;
+
+    for (unsigned e = 0; e < x->cfg.engine_count; e++) {
+        struct kv_cgroup cg;
+        char why[256];
+        int fds[2], status = 0, sent, one;
+        pid_t pid;
+
+        if (kv_cgroup_create(&cg, x->dbs[e].name, x->cfg.mem_limit, why,
+                             sizeof(why)) != 0) {
+            fprintf(stderr, "dkv-bench: --mem-limit: %s\n", why);
+            return DKV_ERR_UNSUPPORTED;
+        }
+        fflush(stdout);
+        fflush(stderr);
+        if (pipe(fds) != 0 || (pid = fork()) < 0) {
+            kv_cgroup_remove(&cg);
+            return DKV_ERR_NOMEM;
+        }
+        if (pid == 0) {
+            close(fds[0]);
+            child_run(x, &cg, e, fds[1]);
+        }
+        close(fds[1]);
+        sent = child_collect(x, fds[0]) == 0;
+        close(fds[0]);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        one = child_report(x, &cg, e, status, sent);
+        rc = rc == DKV_OK ? one : rc;
+        kv_cgroup_remove(&cg);
+    }
+    return rc;
 }
 
 static int run_all(struct kv_ctx *x)
@@ -2319,11 +2355,8 @@ static int run_all(struct kv_ctx *x)
 #endif
     if (rc == DKV_OK)
         print_header(x);
-    for (unsigned b = 0; b < x->cfg.bench_count && rc == DKV_OK; b++) {
-        double t0 = bench_now();
-        rc = run_benchmark(x, x->cfg.benches[b]);
-        x->bench_seconds[b] = bench_now() - t0;
-    }
+    if (rc == DKV_OK)
+        rc = x->mem_limit_on ? run_limited(x) : run_plan(x, 0, x->cfg.engine_count);
     if (rc != DKV_OK)
         fprintf(stderr, "dkv-bench: stopped: %s\n", dkv_strerror(rc));
     return rc;
@@ -2336,7 +2369,7 @@ int bench_kv_main(int argc, char **argv)
     double t0 = bench_now();
     int rc, status = 0;
 
-    rc = parse_args(argc, argv, &x.cfg);
+    rc = kv_parse_args(argc, argv, &x.cfg);
     if (rc != 0) {
         if (rc > 0)
             bench_kv_usage(stdout);
@@ -2344,15 +2377,24 @@ int bench_kv_main(int argc, char **argv)
             fprintf(stderr, "dkv-bench --help lists the options\n");
         return rc > 0 ? 0 : EXIT_USAGE;
     }
+    if (x.cfg.mem_limit != 0) {
+        x.mem_limit_on = kv_cgroup_probe(x.mem_limit_why, sizeof(x.mem_limit_why));
+        /* The cgroup bounds the page cache itself: no emulated cap. */
+        if (x.mem_limit_on && !x.cfg.cap_set)
+            x.cfg.cap_page_cache = 0;
+    }
     rc = run_all(&x);
     status = rc == DKV_OK ? 0 : 1;
     if (x.rec_count > 0)
-        print_summary(&x);
+        kv_print_summary(&x);
     printf("\ntotal time %.1f s\n", bench_now() - t0);
-    /* A failed run writes no files: a partial one would be quoted. */
-    if (status == 0 && x.cfg.json != NULL && write_json(&x, x.cfg.json) != 0)
+    if (status == 0 && x.cfg.plot_dir != NULL &&
+        kv_plot_write(x.cfg.plot_dir, x.recs, x.rec_count) != 0)
         status = 1;
-    if (status == 0 && x.cfg.csv != NULL && write_csv(&x, x.cfg.csv) != 0)
+    /* A failed run writes no files: a partial one would be quoted. */
+    if (status == 0 && x.cfg.json != NULL && kv_write_json(&x, x.cfg.json) != 0)
+        status = 1;
+    if (status == 0 && x.cfg.csv != NULL && kv_write_csv(&x, x.cfg.csv) != 0)
         status = 1;
     ctx_free(&x);
     return status;

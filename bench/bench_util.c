@@ -8,7 +8,8 @@
  *   bench_extra_set/get, bench_set_target, bench_rows_median   result rows
  *   bench_team_start/measure/sleep/ops/stop, bench_worker_ready  threads
  *   bench_hist_add/merge/pct_us                                 latencies
- *   bench_zipf_fill, bench_shuffle                              keys
+ *   bench_zipf_fill, bench_zipf_init/grow/next/scrambled,
+ *   bench_shuffle                                               keys
  *   bench_sleep, bench_now_ns, bench_cpu_seconds               time
  *
  * Why a window rather than per-thread timers: every worker runs from one
@@ -313,6 +314,86 @@ void bench_zipf_fill(uint32_t *out, size_t len, uint32_t n, double theta,
             r = (uint64_t)((double)n * pow(eta * u - eta + 1.0, alpha));
         out[k] = (uint32_t)(r < n ? r : n - 1);
     }
+}
+
+#define ZETA_EXACT_MAX 10000000ull     /* terms summed one by one          */
+#define ZETA_HEAD      1000000ull      /* then this many, and a tail        */
+
+/* sum of i^-theta for i in (from, to]. */
+static double zeta_sum(uint64_t from, uint64_t to, double theta)
+{
+    double s = 0.0;
+
+    for (uint64_t i = from + 1; i <= to; i++)
+        s += pow((double)i, -theta);
+    return s;
+}
+
+/* zeta(n, theta) = sum of i^-theta for i in [1, n]: exact up to
+   ZETA_EXACT_MAX terms; beyond, the first ZETA_HEAD terms and the rest by
+   the Euler-Maclaurin formula (its error is far below a double's step
+   there). */
+static double zeta(uint64_t n, double theta)
+{
+    double m = (double)ZETA_HEAD, x = (double)n, tail;
+
+    if (n <= ZETA_EXACT_MAX)
+        return zeta_sum(0, n, theta);
+    tail = (pow(x, 1.0 - theta) - pow(m, 1.0 - theta)) / (1.0 - theta) +
+           (pow(x, -theta) - pow(m, -theta)) / 2.0 -
+           theta * (pow(x, -theta - 1.0) - pow(m, -theta - 1.0)) / 12.0;
+    return zeta_sum(0, ZETA_HEAD, theta) + tail;
+}
+
+static void zipf_derive(struct bench_zipf *z)
+{
+    z->eta = (1.0 - pow(2.0 / (double)z->n, 1.0 - z->theta)) /
+             (1.0 - z->zeta2 / z->zetan);
+}
+
+void bench_zipf_init(struct bench_zipf *z, uint64_t n, double theta)
+{
+    z->n = n;
+    z->theta = theta;
+    z->alpha = 1.0 / (1.0 - theta);
+    z->zetan = zeta(n, theta);
+    z->zeta2 = 1.0 + pow(0.5, theta);
+    zipf_derive(z);
+}
+
+void bench_zipf_grow(struct bench_zipf *z, uint64_t n_new)
+{
+    if (n_new <= z->n)
+        return;
+    z->zetan += zeta_sum(z->n, n_new, z->theta);
+    z->n = n_new;
+    zipf_derive(z);
+}
+
+uint64_t bench_zipf_next(const struct bench_zipf *z, uint64_t *rng)
+{
+    double u = (double)(bench_rand(rng) >> 11) * 0x1.0p-53;
+    double uz = u * z->zetan;
+    uint64_t r;
+
+    if (uz < 1.0)
+        return 0;
+    if (uz < z->zeta2)
+        return 1;
+    r = (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1.0, z->alpha));
+    return r < z->n ? r : z->n - 1;
+}
+
+uint64_t bench_zipf_scrambled(const struct bench_zipf *z, uint64_t *rng, uint64_t n)
+{
+    uint64_t rank = bench_zipf_next(z, rng), h = 0xcbf29ce484222325ull;
+
+    for (int i = 0; i < 8; i++) {       /* FNV-1a over the rank's 8 bytes */
+        h ^= rank & 0xff;
+        h *= 0x100000001b3ull;
+        rank >>= 8;
+    }
+    return h % n;
 }
 
 void bench_shuffle(uint32_t *a, size_t n, uint64_t *rng)
