@@ -157,6 +157,22 @@ static void cell_of(const void *page, unsigned i, struct cell *c)
 /* A record that does not fit the page it names: the page is reported. */
 #define BAD(page) PAGER_CORRUPT(page_no(page), "a B+tree log record does not fit its page")
 
+/* Whether a redone insert of key at slot keeps the node's keys in order
+   (a damaged record must not build a node that node_check would refuse:
+   lookups trust the nodes in the pool). */
+static int insert_in_order(const void *page, unsigned slot, const void *key, size_t klen)
+{
+    unsigned n = node_count(page);
+    const unsigned char *k;
+    size_t l;
+
+    if (klen == 0 || klen > BTREE_KEY_MAX || slot > n)
+        return 0;
+    if (slot > 0 && (k = node_key(page, slot - 1, &l), node_key_cmp(k, l, key, klen) >= 0))
+        return 0;
+    return slot == n || (k = node_key(page, slot, &l), node_key_cmp(key, klen, k, l) < 0);
+}
+
 static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *payload,
                    uint32_t len)
 {
@@ -181,7 +197,8 @@ static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *pay
         slot = load_le16(r);
         klen = load_le16(r + 2);
         if (node_level(page) > 0) {
-            if (len != 2 + NODE_INNER_CELL_HDR + klen)
+            if (len != 2 + NODE_INNER_CELL_HDR + klen ||
+                !insert_in_order(page, slot, r + 2 + NODE_INNER_CELL_HDR, klen))
                 return BAD(page);
             rc = node_insert_inner(page, ps, slot, r + 2 + NODE_INNER_CELL_HDR, klen,
                                    load_le32(r + 4));
@@ -190,7 +207,9 @@ static int redo_fn(void *arg, void *page, uint32_t ps, int type, const void *pay
         if (len < 2 + NODE_LEAF_CELL_HDR + klen)
             return BAD(page);
         vlen = load_le32(r + 4);
-        if (len != 2 + NODE_LEAF_CELL_HDR + klen + vlen || (r[8] & ~NODE_VAL_OVERFLOW))
+        if (len != 2 + NODE_LEAF_CELL_HDR + klen + vlen || (r[8] & ~NODE_VAL_OVERFLOW) ||
+            ((r[8] & NODE_VAL_OVERFLOW) && vlen != NODE_OVERFLOW_REF) ||
+            !insert_in_order(page, slot, r + 2 + NODE_LEAF_CELL_HDR, klen))
             return BAD(page);
         rc = node_insert_leaf(page, ps, slot, r + 2 + NODE_LEAF_CELL_HDR, klen,
                               r + 2 + NODE_LEAF_CELL_HDR + klen, vlen, r[8]);
@@ -236,6 +255,25 @@ static int check_node(const void *page, uint32_t page_no_)
         (node_level(page) == 0) != (t == PAGE_TYPE_BTREE_LEAF))
         return PAGER_CORRUPT(page_no_, "B+tree pointer to a page that is not a node");
     return DKV_OK;
+}
+
+int btree_page_check(void *arg, const void *page, uint32_t page_size,
+                     uint32_t page_no_)
+{
+    int t = page_type(page), rc;
+    unsigned i, n;
+
+    (void)arg;
+    if (t != PAGE_TYPE_BTREE_LEAF && t != PAGE_TYPE_BTREE_INNER)
+        return DKV_OK;                  /* checked where they are used */
+    rc = node_check(page, page_size, page_no_);
+    for (i = 0, n = node_count(page); rc == DKV_OK && i < n; i++) {
+        size_t kl;
+        node_key(page, i, &kl);
+        if (kl > BTREE_KEY_MAX)
+            rc = PAGER_CORRUPT(page_no_, "B+tree key longer than a key may be");
+    }
+    return rc;
 }
 
 int btree_open(struct store *s, struct btree **btp)
@@ -819,6 +857,16 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
             unsigned flags;
             const unsigned char *k = node_key(page, i, &kl);
             const unsigned char *v = node_value(page, i, &vl, &flags);
+            /* Keys leave a scan in strict order and inside the leaf's
+               bounds: a damaged leaf whose checksum holds is reported,
+               never returned out of order (nor scanned forever). */
+            const unsigned char *pk = i > 0 ? node_key(page, i - 1, &rl) : NULL;
+            if ((pk != NULL && node_key_cmp(pk, rl, k, kl) >= 0) ||
+                (tlen > 0 && node_key_cmp(k, kl, target, tlen) < 0) ||
+                (hilen > 0 && node_key_cmp(k, kl, hi, hilen) >= 0)) {
+                rc = PAGER_CORRUPT(frame_page_no(f), "B+tree keys out of order");
+                break;
+            }
             if (flags & NODE_VAL_OVERFLOW) {
                 rc = leaf_value(bt, page, i, NULL, 0, &vl);
                 if (rc == DKV_OK && vl > vcap) {
@@ -939,6 +987,11 @@ static int leaf_exclusive(struct btree *bt, struct pool_mtr *m, const void *key,
             break;
         }
         no = node_child_for(frame_data(f), key, klen, NULL);
+        if (level == 1 && no == frame_page_no(f)) {
+            /* its own child (damage): latching it would wait for ourselves */
+            rc = PAGER_CORRUPT(no, "B+tree node is its own child");
+            break;
+        }
         if (level == 1) {
             rc = pool_mtr_fix(m, no, POOL_X, 0, fp);
             if (rc == DKV_OK)
@@ -1235,6 +1288,8 @@ static int rebalance(struct wr *w, unsigned i)
         if (!underfull(w->bt, used) || n == 0)
             return DKV_OK;
         other = pos < n ? node_child(parent, pos) : child_at(parent, pos - 1);
+        if (other == frame_page_no(nf))   /* two slots name one child: damage */
+            return PAGER_CORRUPT(other, "B+tree node is its own sibling");
         rc = pool_mtr_fix(w->m, other, POOL_X, 0, &of);
         if (rc == DKV_OK)
             rc = check_node(frame_data(of), other);

@@ -44,6 +44,13 @@ struct btree;
 int  btree_redo(void *arg, struct pool *pool, uint64_t end_lsn, int type,
                 uint32_t page_no, const void *payload, uint32_t len);
 
+/* The pool's check of every page read from the disk (store_config.
+   page_check, arg NULL): a node must pass node_check and hold keys of at
+   most DKV_KEY_MAX bytes, so no damaged node whose checksum holds reaches
+   a lookup.  0 or DKV_ERR_CORRUPT. */
+int  btree_page_check(void *arg, const void *page, uint32_t page_size,
+                      uint32_t page_no);
+
 /* Opens the tree of store s, creating an empty one (a root leaf) in a
    fresh store.  DKV_ERR_CORRUPT when the recorded root is not a node. */
 int  btree_open(struct store *s, struct btree **btp);

@@ -90,6 +90,7 @@ struct dkv_db {
 
 #define DKV_LOG_CAPACITY   (256ull << 20)
 #define DKV_OVF_MTR_PAGES  8u            /* as btree.c: pages one MTR writes */
+#define DKV_RESERVE_TREE   24u           /* pages a put's splits may take    */
 
 static int valid_options(const dkv_options *o)
 {
@@ -133,6 +134,7 @@ DKV_EXPORT int dkv_open(const char *path, const dkv_options *opts, dkv_db **dbp)
     cfg.create = opts->create_if_missing && !opts->read_only;
     cfg.log_capacity = DKV_LOG_CAPACITY;
     cfg.apply = btree_redo;
+    cfg.page_check = btree_page_check;
     db->read_only = opts->read_only != 0;
     db->log_capacity = DKV_LOG_CAPACITY;
     pthread_rwlockattr_init(&attr);
@@ -219,8 +221,13 @@ static int write_single(dkv_db *db, int del, const void *key, size_t klen,
         pthread_rwlock_wrlock(&db->units);
     else
         pthread_rwlock_rdlock(&db->units);
-    rc = del ? btree_delete(db->bt, NULL, key, klen)
-             : btree_put(db->bt, NULL, key, klen, val, vlen);
+    /* A full disk fails the put here, before any page changes, rather
+       than in a split (which would fail the store, E4). */
+    rc = del ? DKV_OK : store_reserve(db->s, btree_value_pages(db->bt, klen, vlen) +
+                                             DKV_RESERVE_TREE);
+    if (rc == DKV_OK)
+        rc = del ? btree_delete(db->bt, NULL, key, klen)
+                 : btree_put(db->bt, NULL, key, klen, val, vlen);
     rc = purge(db, rc);
     pthread_rwlock_unlock(&db->units);
     return rc;
@@ -329,6 +336,10 @@ DKV_EXPORT int dkv_multi_get(dkv_db *db, size_t n, const void *const *keys,
         mk[i].idx = i;
         rcs[i] = key_ok(keys[i], klens[i]) && (caps[i] == 0 || bufs[i] != NULL)
                      ? DKV_OK : DKV_ERR_INVALID;
+        if (rcs[i] != DKV_OK) {      /* a NULL or over-long key is never read */
+            mk[i].key = "";
+            mk[i].klen = 0;
+        }
     }
     qsort(mk, n, sizeof(*mk), mg_cmp);
     /* The leaves through the inner levels (normally in the pool), then all
@@ -458,27 +469,32 @@ DKV_EXPORT void dkv_batch_free(dkv_batch *b)
 /* Whether a batch fits in what a commit unit may hold: its pages stay in
    the pool until it ends (W4) and its log must fit well inside the log.
    Counted generously: every operation a leaf of its own, the splits its
-   bytes can cause on every level, and every overflow page. */
-static int batch_fits(dkv_db *db, const dkv_batch *b)
+   bytes can cause on every level, and every overflow page.  *pagesp: the
+   pages it may allocate (0 for deletes alone). */
+static int batch_fits(dkv_db *db, const dkv_batch *b, uint64_t *pagesp)
 {
     uint64_t pages = 8, logb = 0;
     size_t off = 0;
+    int puts = 0;
 
     while (off < b->len) {
         uint32_t klen, vlen;
         memcpy(&klen, b->buf + off + 1, 4);
         memcpy(&vlen, b->buf + off + 5, 4);
+        puts |= b->buf[off] != BOP_DELETE;
         pages += 1 + btree_value_pages(db->bt, klen, vlen);
         logb += 2 * (uint64_t)(klen + vlen) + 64;
         off += BOP_HDR + klen + vlen;
     }
     pages += 4 * (2 * b->bytes / db->ps + 1);
+    *pagesp = puts ? pages : 0;          /* deletes allocate nothing */
     return pages <= db->frames / 2 && logb <= db->log_capacity / 8;
 }
 
 DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
 {
     struct btree_unit u = { 0 };
+    uint64_t pages = 0;
     size_t off = 0;
     int rc = DKV_OK;
 
@@ -488,7 +504,7 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
         return DKV_ERR_READONLY;
     if (b->ops == 0)
         return DKV_OK;
-    if (!batch_fits(db, b))
+    if (!batch_fits(db, b, &pages))
         return DKV_ERR_INVALID;
     if (b->ops == 1) {                  /* a unit of one write already */
         uint32_t klen, vlen;
@@ -499,6 +515,13 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
         return rc == DKV_NOTFOUND ? DKV_OK : rc;
     }
     pthread_rwlock_wrlock(&db->units);
+    /* A full disk: DKV_ERR_NOSPACE now, not part way (see write_single);
+       deletes alone go on, so that a full disk can be emptied. */
+    rc = pages ? store_reserve(db->s, pages + DKV_RESERVE_TREE) : DKV_OK;
+    if (rc != DKV_OK) {
+        pthread_rwlock_unlock(&db->units);
+        return rc;
+    }
     __atomic_add_fetch(&db->batch_seq, 1, __ATOMIC_ACQ_REL);
     while (rc >= 0 && off < b->len) {
         const unsigned char *p = b->buf + off;

@@ -44,6 +44,7 @@ struct store_config {
     int      torn_pages;          /* STORE_TORN_*: how a torn page is repaired */
     store_apply_fn apply;
     void    *apply_arg;
+    pool_page_check_fn page_check;    /* see struct pool_config; NULL: none */
 };
 
 /* Opens (creating with cfg->create) the database directory dir: takes its
@@ -80,6 +81,10 @@ int  store_commit(struct store *s, struct pool_mtr *m, int flags);
    saw - fails the store for good as a failed commit does (E4). */
 void store_mtr_cancel(struct store *s, struct pool_mtr *m, int rc);
 uint32_t store_page_size(struct store *s);
+/* Before a write (no latch held): room for `pages` new pages in the data
+   file, grown now if needed (pool_reserve).  DKV_ERR_NOSPACE leaves the
+   store as it was, unlike a full disk met in the middle of an MTR (E4). */
+int  store_reserve(struct store *s, uint64_t pages);
 /* Flushes all dirty pages and writes a checkpoint (dkv_checkpoint). */
 int  store_checkpoint(struct store *s);
 

@@ -439,10 +439,14 @@ int node_check(const void *page, uint32_t page_size, uint32_t page_no)
         if (off < start || off + hdr > page_size)
             rc = PAGER_CORRUPT(page_no, "node slot points outside the cells");
         else if (load_le16(c) == 0 || load_le16(c) > NODE_KEY_MAX ||
+                 (level == 0 && load_le32(c + 2) > page_size) ||   /* no wrap below */
                  (uint64_t)off + cell_bytes(page, off) > page_size)
             rc = PAGER_CORRUPT(page_no, "node cell runs past the page");
         else if (level == 0 && (c[6] & ~NODE_VAL_OVERFLOW) != 0)
             rc = PAGER_CORRUPT(page_no, "node cell has unknown flags");
+        else if (level == 0 && (c[6] & NODE_VAL_OVERFLOW) &&
+                 load_le32(c + 2) != NODE_OVERFLOW_REF)
+            rc = PAGER_CORRUPT(page_no, "node cell has a bad overflow reference");
         order[k] = off << 16 | k;
     }
     if (rc == DKV_OK) {

@@ -140,6 +140,9 @@ static int open_space_and_log(struct store *s, const char *dir)
     char path[4096];
     int rc = io_ctx_create(&io, &s->ctx);
 
+    /* A crash while the database was being created: start it again. */
+    snprintf(path, sizeof(path), "%s/redo.log", dir);
+    sc.redo_unfinished = s->cfg.create && wal_unfinished(path);
     snprintf(path, sizeof(path), "%s/data.dkv", dir);
     if (rc == DKV_OK)
         rc = space_open(path, &sc, s->ctx, &s->sp);
@@ -173,9 +176,46 @@ static int open_pool(struct store *s)
                               .cleaner_threads = s->cfg.cleaner_threads,
                               .wal_flush_to = hook_write_ahead,
                               .log_fill = hook_log_fill, .wal_arg = s,
-                              .dblwr = s->dw };
+                              .dblwr = s->dw,
+                              .page_check = s->cfg.page_check };
 
     return pool_open(s->sp, &pc, &s->pool);
+}
+
+/* The files of a database, in the order store_open makes them. */
+static const char *const store_files[] = { "data.dkv", "doublewrite.dkv", "redo.log" };
+
+/* Which of them exist (a bit each); an empty data file counts as missing
+   (its creation never finished). */
+static unsigned files_present(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    unsigned i, mask = 0;
+
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, store_files[i]);
+        if (stat(path, &st) == 0 && (i != 0 || st.st_size > 0))
+            mask |= 1u << i;
+    }
+    return mask;
+}
+
+/* A creation that failed (an I/O error, a full disk) leaves nothing
+   behind that the next open would take for a damaged database: the files
+   it made are removed (those that existed before are kept). */
+static void undo_create(const char *dir, unsigned before)
+{
+    char path[4096];
+    unsigned i;
+
+    if (before & 1u)
+        return;                          /* not a creation */
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, store_files[i]);
+        if (!(before & (1u << i)))
+            unlink(path);
+    }
 }
 
 /* Threads first: the log's (it asks the pool), then the pool's cleaner (it
@@ -200,6 +240,7 @@ int store_open(const char *dir, const struct store_config *cfg,
                struct store **sp, struct wal_recovery *out)
 {
     struct store *s;
+    unsigned before = ~0u;               /* all present: nothing to undo */
     int rc;
 
     if (dir == NULL || cfg == NULL || sp == NULL)
@@ -210,8 +251,10 @@ int store_open(const char *dir, const struct store_config *cfg,
     s->cfg = *cfg;
     s->lock_fd = -1;
     rc = lock_dir(s, dir);
-    if (rc == DKV_OK)
+    if (rc == DKV_OK) {
+        before = files_present(dir);
         rc = open_space_and_log(s, dir);
+    }
     if (rc == DKV_OK)
         rc = open_pool(s);
     if (rc == DKV_OK) {
@@ -221,6 +264,8 @@ int store_open(const char *dir, const struct store_config *cfg,
         rc = rc == DKV_OK ? done : rc;
     }
     if (rc != DKV_OK) {
+        if (cfg->create)
+            undo_create(dir, before);    /* still under the lock */
         free_store(s);
         return rc;
     }
@@ -297,6 +342,11 @@ void store_mtr_cancel(struct store *s, struct pool_mtr *m, int rc)
         }
     }
     pool_mtr_release(m);
+}
+
+int store_reserve(struct store *s, uint64_t pages)
+{
+    return pool_reserve(s->pool, pages);
 }
 
 uint32_t store_page_size(struct store *s)

@@ -621,5 +621,11 @@ int pool_flush_all(struct pool *pool)
     writer_fini(pool, ctx, stage);
     if (rc == DKV_OK)
         rc = io_file_sync(space_file(pool->sp));
+    if (rc != DKV_OK) {
+        /* Remembered, as a batch's failed sync is: a later sync that
+           succeeds must not let a checkpoint pass these pages (IO7). */
+        int64_t none = 0;
+        atomic_compare_exchange_strong(&pool->write_error, &none, rc);
+    }
     return rc;
 }

@@ -9,6 +9,7 @@
  *   io_run                                 submit and wait, for cold paths
  *   io_buf_alloc/free                      aligned buffers and regions
  *   io_ctx_inject_fault                    the fault hook (IO8)
+ *   io_hook_set                            the process-wide test hook (IO8)
  *
  * errno becomes a DKV_ERR_* code here and nowhere else (IO6).
  */
@@ -33,6 +34,66 @@
 #define IO_RETRY_MAX     1000u    /* EINTR/EAGAIN resubmissions per request */
 #define IO_ALIGN_DEFAULT 512u     /* when nothing better can be learned     */
 #define IO_HUGE_REGION   (2u << 20)
+
+/* ---- the process-wide test hook (IO8) ---------------------------------- */
+
+/* Set only by tests, while no I/O is in flight; hook_on is the one branch
+   every request pays when it is unset. */
+static struct io_hook hook;
+static int hook_on;
+
+void io_hook_set(const struct io_hook *h)
+{
+    __atomic_store_n(&hook_on, 0, __ATOMIC_RELEASE);
+    if (h == NULL || h->before == NULL)
+        return;
+    hook = *h;
+    __atomic_store_n(&hook_on, 1, __ATOMIC_RELEASE);
+}
+
+static inline int hook_active(void)
+{
+    return __builtin_expect(__atomic_load_n(&hook_on, __ATOMIC_ACQUIRE), 0);
+}
+
+static struct io_hook_event hook_event(int op, struct io_file *file,
+                                       uint64_t off, uint64_t len,
+                                       const void *buf,
+                                       const struct io_req *req)
+{
+    struct io_hook_event ev = { .op = op, .file = file, .name = file->name,
+                                .off = off, .len = len, .buf = buf,
+                                .req = req };
+    return ev;
+}
+
+/* Asks the hook about a file operation; 0 (go on), an errno or IO_HOOK_*. */
+static int hook_before(int op, struct io_file *file, uint64_t off, uint64_t len)
+{
+    struct io_hook_event ev = hook_event(op, file, off, len, NULL, NULL);
+    int rest = 0;
+
+    return hook.before(hook.arg, &ev, &rest);
+}
+
+static void hook_done(int op, struct io_file *file, uint64_t off, uint64_t len,
+                      int rc)
+{
+    struct io_hook_event ev = hook_event(op, file, off, len, NULL, NULL);
+
+    if (hook.done != NULL)
+        hook.done(hook.arg, &ev, rc);
+}
+
+static void hook_req_done(struct io_req *req)
+{
+    struct io_hook_event ev = hook_event(req->op, req->file, req->off, req->len,
+                                         req->op == IO_WRITE ? req->buf : NULL,
+                                         req);
+
+    if (hook.done != NULL)
+        hook.done(hook.arg, &ev, req->res < 0 ? (int)req->res : DKV_OK);
+}
 
 /* ---- errors ---------------------------------------------------------- */
 
@@ -177,6 +238,8 @@ int io_file_open(const char *path, int flags, struct io_file **filep)
         file->fd = fd;
         file->direct = 0;
     }
+    snprintf(file->name, sizeof(file->name), "%s",
+             strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     if ((flags & IO_OPEN_DIRECT) && (flags & IO_OPEN_NEED_DIRECT) &&
         !file->direct) {
         rc = DKV_ERR_UNSUPPORTED;
@@ -220,6 +283,8 @@ int64_t io_file_size(struct io_file *file)
     return (int64_t)st.st_size;
 }
 
+static int io_file_sync_raw(struct io_file *file);
+
 /* Extends the file with zeros written by aligned pwrite, for file systems
    without fallocate.  Returns 0 or -errno. */
 static int zero_fill(struct io_file *file, uint64_t off, uint64_t len)
@@ -256,6 +321,13 @@ int io_file_allocate(struct io_file *file, uint64_t off, uint64_t len)
         return (int)size;
     if (len == 0 || off % file->off_align || len % file->off_align)
         return DKV_ERR_INVALID;
+    if (hook_active()) {
+        err = hook_before(IO_HOOK_ALLOCATE, file, off, len);
+        if (err > 0) {
+            hook_done(IO_HOOK_ALLOCATE, file, off, len, io_errno_rc(err));
+            return io_errno_rc(err);
+        }
+    }
     do {
         err = fallocate(file->fd, 0, (off_t)off, (off_t)len) ? errno : 0;
     } while (err == EINTR);
@@ -264,23 +336,54 @@ int io_file_allocate(struct io_file *file, uint64_t off, uint64_t len)
     if (err != 0) {
         /* Leave the size as it was: a partial extension is given back. */
         if (ftruncate(file->fd, (off_t)size) != 0)
-            return DKV_ERR_IO;
+            err = EIO;
+        if (hook_active())
+            hook_done(IO_HOOK_ALLOCATE, file, off, len, io_errno_rc(err));
         return io_errno_rc(err);
     }
+    if (hook_active())
+        hook_done(IO_HOOK_ALLOCATE, file, off, len, DKV_OK);
     return DKV_OK;
 }
 
 int io_file_fill_zero(struct io_file *file, uint64_t off, uint64_t len)
 {
-    int err;
+    int64_t size;
+    int err = 0;
 
     if (len == 0 || off % file->off_align || len % file->off_align)
         return DKV_ERR_INVALID;
+    if (hook_active()) {
+        err = hook_before(IO_HOOK_ZERO, file, off, len);
+        size = err == IO_HOOK_SPARSE ? io_file_size(file) : -1;
+        if (size >= 0 && (uint64_t)size <= off + len) {  /* holes read as zeros */
+            err = (uint64_t)size > off && ftruncate(file->fd, (off_t)off) != 0;
+            err = err || ftruncate(file->fd, (off_t)(off + len)) != 0 ? errno : 0;
+        } else if (err <= 0)
+            err = -zero_fill(file, off, len);
+        hook_done(IO_HOOK_ZERO, file, off, len, io_errno_rc(err));
+        return io_errno_rc(err);
+    }
     err = zero_fill(file, off, len);
     return err ? io_errno_rc(-err) : DKV_OK;
 }
 
 int io_file_sync(struct io_file *file)
+{
+    int rc;
+
+    if (hook_active()) {
+        /* A failure made up here never reaches fdatasync: as after a real
+           one, what was not yet synced may be gone (IO7). */
+        rc = hook_before(IO_HOOK_SYNC, file, 0, 0);
+        rc = rc > 0 ? io_errno_rc(rc) : io_file_sync_raw(file);
+        hook_done(IO_HOOK_SYNC, file, 0, 0, rc);
+        return rc;
+    }
+    return io_file_sync_raw(file);
+}
+
+static int io_file_sync_raw(struct io_file *file)
 {
     int rc;
 
@@ -539,8 +642,17 @@ static int first_attempt(struct io_ctx *ctx, struct io_req *req)
     req->retries = 0;
     req->res = 0;
     req->err = 0;
+    req->rest_err = 0;
     req->next = NULL;
     req->attempt = req->len;
+    if (hook_active() && fault == 0) {
+        struct io_hook_event ev = hook_event(req->op, req->file, req->off,
+                                             req->len,
+                                             req->op == IO_WRITE ? req->buf
+                                                                 : NULL, req);
+        fault = hook.before(hook.arg, &ev, &req->rest_err);
+        fault = fault == IO_HOOK_SHORT ? -1 : fault < 0 ? 0 : fault;
+    }
     if (fault > 0) {
         synth_push(ctx, req, fault);
         return 0;
@@ -618,6 +730,11 @@ static int settle(struct io_req *req)
         req->res = (int64_t)req->len;
         return 1;
     }
+    if (req->rest_err != 0) {               /* the hook fails the rest */
+        req->err = req->rest_err;
+        req->res = io_errno_rc(req->rest_err);
+        return 1;
+    }
     req->attempt = req->len - req->done;    /* a short transfer */
     return 0;
 }
@@ -630,9 +747,11 @@ static unsigned settle_batch(struct io_ctx *ctx, struct io_req **raw,
     unsigned i, got = 0, k = 0;
 
     for (i = 0; i < n; i++) {
-        if (settle(raw[i]))
+        if (settle(raw[i])) {
+            if (hook_active())
+                hook_req_done(raw[i]);
             done[got++] = raw[i];
-        else
+        } else
             ctx->resubmit[k++] = raw[i];
     }
     backend_submit(ctx, ctx->resubmit, k);

@@ -42,6 +42,8 @@ struct io_req {
     size_t          done;     /* bytes moved so far (short transfers)       */
     size_t          attempt;  /* bytes asked of the backend this attempt    */
     unsigned        retries;  /* EINTR/EAGAIN resubmissions so far          */
+    int             rest_err; /* the I/O hook: errno the rest of a short
+                                 transfer fails with, or 0                  */
     struct io_req  *next;     /* the layer's own queues                     */
 };
 
@@ -166,6 +168,50 @@ void  io_buf_free(void *buf, size_t size);
  */
 void io_ctx_inject_fault(struct io_ctx *ctx, unsigned long nth, int err,
                          int persistent);
+
+/*
+ * The process-wide I/O hook (IO8; tests only): when one is set, every
+ * read and write request, sync, allocation and zero fill of every file
+ * is shown to it before it happens, and its outcome after.  Unset (the
+ * default) it costs one predictable branch per request.  Set it only
+ * while no I/O is in flight: it is read without a lock.
+ */
+enum io_hook_op {
+    IO_HOOK_READ = IO_READ,        /* a request's first attempt            */
+    IO_HOOK_WRITE = IO_WRITE,
+    IO_HOOK_SYNC,                  /* io_file_sync                         */
+    IO_HOOK_ALLOCATE,              /* io_file_allocate: off, len            */
+    IO_HOOK_ZERO                   /* io_file_fill_zero: off, len           */
+};
+
+/* What before() may answer besides 0 (go on) or an errno (fail it with
+   that errno, nothing moved). */
+#define IO_HOOK_SHORT  (-1)        /* READ/WRITE: move half, then the rest  */
+#define IO_HOOK_SPARSE (-2)        /* ZERO: extend the file with a hole
+                                      instead of writing zeros (a fast
+                                      test device)                          */
+
+struct io_hook_event {
+    int                   op;      /* enum io_hook_op                       */
+    struct io_file       *file;
+    const char           *name;    /* the file's base name ("redo.log")     */
+    uint64_t              off, len;
+    const void           *buf;     /* WRITE: the bytes; else NULL           */
+    const struct io_req  *req;     /* READ/WRITE: the same in both calls    */
+};
+
+struct io_hook {
+    /* Before the operation: 0, an errno, or IO_HOOK_*.  For a short
+       transfer, *rest_err (when set to an errno) fails what is left. */
+    int  (*before)(void *arg, const struct io_hook_event *ev, int *rest_err);
+    /* After it (READ/WRITE: when the request finishes): rc is 0 or its
+       DKV_ERR_*.  May be NULL. */
+    void (*done)(void *arg, const struct io_hook_event *ev, int rc);
+    void  *arg;
+};
+
+/* Sets the hook (copied), or removes it with NULL. */
+void io_hook_set(const struct io_hook *hook);
 
 /* "auto", "io_uring", "libaio", "psync", or NULL for another value. */
 const char *io_engine_name(int engine);

@@ -13,6 +13,7 @@ struct io_file {
     int      direct;          /* 1 when opened with O_DIRECT                */
     uint32_t mem_align;       /* buffer alignment, bytes (power of two)     */
     uint32_t off_align;       /* offset and length alignment, bytes         */
+    char     name[32];        /* the path's last part, for the I/O hook     */
 };
 
 /*

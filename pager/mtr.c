@@ -223,6 +223,24 @@ int pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp)
     return rc;
 }
 
+int pool_reserve(struct pool *pool, uint64_t pages)
+{
+    struct space_header *hdr = space_header(pool->sp);
+    struct frame *h;
+    int rc;
+
+    if (atomic_load(&pool->page_limit) + pages <= space_capacity(pool->sp))
+        return DKV_OK;
+    rc = pool_fix(pool, 0, POOL_X, 0, &h);      /* page 0's latch guards hdr */
+    if (rc != DKV_OK)
+        return rc;
+    /* Free pages are allocated first: they count as room. */
+    if (hdr->free_count < pages)
+        rc = space_ensure(pool->sp, hdr->page_count + pages - hdr->free_count);
+    pool_unfix(pool, h);
+    return rc;
+}
+
 int pool_mtr_free(struct pool_mtr *m, uint32_t page_no_)
 {
     struct space_header *hdr = space_header(m->pool->sp);
@@ -528,6 +546,12 @@ int pool_redo_apply(struct pool *pool, uint64_t end_lsn, int type,
     if (type == REDO_NOOP)
         return DKV_OK;
     rc = redo_check(pool, type, page_no_, payload, len);
+    /* An allocation logs page 0's new count before it logs the new page,
+       so a whole page lies below the count (64 pages of slack): a damaged
+       record must not make recovery grow the file to any number it names. */
+    if (rc == DKV_OK && whole && !space_header_torn(pool->sp) &&
+        page_no_ >= atomic_load(&pool->page_limit) + 64)
+        rc = PAGER_CORRUPT(page_no_, "log initialises a page far beyond the file");
     if (rc == DKV_OK && whole)
         rc = space_ensure(pool->sp, (uint64_t)page_no_ + 1);
     if (rc == DKV_OK)

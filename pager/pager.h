@@ -83,6 +83,9 @@ struct space_config {
     int      read_only;
     int      allow_torn_header;  /* a torn page 0 with a readable first
                                     sector opens (recovery will restore it) */
+    int      redo_unfinished;    /* the log's creation never finished, so
+                                    neither did this file's: a header never
+                                    written (zeros) is laid out again        */
 };
 
 /* The file header's fields, as the layers above see them. */
@@ -176,6 +179,11 @@ typedef int (*pool_wal_flush_fn)(void *arg, uint64_t lsn);
 typedef unsigned (*pool_log_fill_fn)(void *arg);
 /* The clock LRU aging reads, in milliseconds (injectable for tests). */
 typedef uint64_t (*pool_clock_fn)(void *arg);
+/* The layer above checks the structure of each page read from the disk,
+   after its checksum (P0): 0, or DKV_ERR_CORRUPT, which fails the read as a
+   bad checksum does (a page whose checksum holds is still input). */
+typedef int (*pool_page_check_fn)(void *arg, const void *page, uint32_t page_size,
+                                  uint32_t page_no);
 
 struct pool_config {
     size_t   pool_size;          /* bytes of frames; >= POOL_FRAMES_MIN pages */
@@ -195,6 +203,8 @@ struct pool_config {
     struct dblwr *dblwr;         /* torn-page protection; NULL: none (P10)   */
     pool_clock_fn clock_ms;      /* NULL: CLOCK_MONOTONIC                     */
     void    *clock_arg;
+    pool_page_check_fn page_check;   /* NULL: none                        */
+    void    *page_check_arg;
 };
 
 #define POOL_FRAMES_MIN            32u   /* a B+tree descent and a split    */
@@ -324,6 +334,11 @@ int  pool_mtr_log(struct pool_mtr *m, struct frame *f, int type,
 int  pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp);
 /* Puts page_no on the persistent free list. */
 int  pool_mtr_free(struct pool_mtr *m, uint32_t page_no);
+/* Before an MTR (no latch held): makes sure `pages` allocations will not
+   need the file to grow, growing it now if they would, so that a full
+   disk is DKV_ERR_NOSPACE before any page changes, not in the middle of
+   a split.  Quick when the file has the room. */
+int  pool_reserve(struct pool *pool, uint64_t pages);
 int  pool_mtr_meta_set(struct pool_mtr *m, unsigned slot, uint64_t value);
 /* Reads a meta slot inside an MTR: fixes page 0 exclusive first, so the
    value cannot change before the MTR commits (pool_meta_get latches page 0

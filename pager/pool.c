@@ -201,6 +201,9 @@ static int read_verify(struct pool *pool, const void *buf, uint32_t page_no)
 {
     int rc = page_verify(buf, pool->page_size, page_no);
 
+    if (rc == DKV_OK && pool->cfg.page_check != NULL)
+        rc = pool->cfg.page_check(pool->cfg.page_check_arg, buf,
+                                  pool->page_size, page_no);
     return rc;
 }
 
@@ -432,20 +435,24 @@ static int wait_read(struct pool *pool, struct pool_part *part, struct frame *f)
 /* ---- free frames --------------------------------------------------------------- */
 
 /* Writes one dirty frame near the LRU tail from this thread (counted):
-   only when no clean victim exists (P7).  Returns 1 when one was written. */
+   only when no clean victim exists (P7).  Returns 1 when one was written,
+   0 when none was, or the error of a write that failed. */
 static int flush_one_from_tail(struct pool *pool)
 {
     struct frame *dirty[1];
     struct io_slot *slot;
+    int rc;
 
     if (lru_scan_tail(pool, 0, dirty, 1) == 0)
         return 0;
     slot = my_slot(pool);
     pthread_mutex_lock(&slot->lock);
-    cleaner_write_batch(pool, slot->ctx, slot->stage, dirty, 1);
+    rc = cleaner_write_batch(pool, slot->ctx, slot->stage, dirty, 1);
     pthread_mutex_unlock(&slot->lock);
     atomic_fetch_add(&pool->fg_single_flushes, 1);
-    return 1;
+    /* A write that failed is no progress (and after a failed log, W8,
+       none will succeed): the caller must not take it for one. */
+    return rc == DKV_OK ? 1 : rc == DKV_ERR_BUSY ? 0 : rc;
 }
 
 /* Completes reads in flight (prefetches nobody has reaped hold frames
@@ -477,6 +484,7 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
     uint64_t deadline = 0;
     struct frame *f;
     struct timespec ts;
+    int flushed;
 
     for (;;) {
         f = lru_get_victim(pool);
@@ -486,7 +494,10 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
             pool_wake_cleaner(pool);
         if (f != NULL)
             break;
-        if (flush_one_from_tail(pool) || reap_reads(pool))
+        flushed = flush_one_from_tail(pool);
+        if (flushed < 0)
+            return flushed;              /* dirty pages that cannot go out */
+        if (flushed > 0 || reap_reads(pool))
             continue;
         if (deadline == 0) {
             deadline = monotonic_ms() + POOL_WAIT_MAX_MS;

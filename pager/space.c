@@ -43,7 +43,11 @@ static int valid_page_size(uint32_t size)
 
 uint32_t        space_page_size(const struct space *sp) { return sp->page_size; }
 struct io_file *space_file(const struct space *sp)      { return sp->file; }
-uint64_t        space_capacity(const struct space *sp)  { return sp->capacity; }
+uint64_t        space_capacity(const struct space *sp)
+{
+    /* Read without page 0's latch too (pool_reserve's quick check). */
+    return __atomic_load_n(&sp->capacity, __ATOMIC_ACQUIRE);
+}
 struct space_header *space_header(struct space *sp)     { return &sp->hdr; }
 
 uint64_t space_page_offset(const struct space *sp, uint64_t page_no_)
@@ -222,6 +226,23 @@ static int open_file(const char *path, const struct space_config *cfg,
     return rc;
 }
 
+/* Whether page 0's first sector was never written (zeros, or the file
+   is shorter than it): a crash while the file was being created. */
+static int header_never_written(struct space *sp, struct io_ctx *ctx)
+{
+    unsigned i;
+    int rc = transfer(ctx, sp->file, IO_READ, sp->hdr_buf, PAGE_SIZE_MIN, 0);
+
+    if (rc == DKV_ERR_IO && io_file_size(sp->file) < PAGE_SIZE_MIN)
+        return 1;
+    if (rc != DKV_OK)
+        return 0;
+    for (i = 0; i < PAGE_SIZE_MIN; i++)
+        if (sp->hdr_buf[i] != 0)
+            return 0;
+    return 1;
+}
+
 int space_open(const char *path, const struct space_config *cfg,
                struct io_ctx *ctx, struct space **spp)
 {
@@ -238,6 +259,8 @@ int space_open(const char *path, const struct space_config *cfg,
     sp->read_only = cfg->read_only;
     sp->hdr_buf = io_buf_alloc(PAGE_SIZE_MAX, PAGE_SIZE_MIN);
     rc = sp->hdr_buf ? open_file(path, cfg, sp, &fresh) : DKV_ERR_NOMEM;
+    if (rc == DKV_OK && !fresh && cfg->redo_unfinished && !cfg->read_only)
+        fresh = header_never_written(sp, ctx);
     sp->created = fresh;
     if (rc == DKV_OK)
         rc = fresh ? create_header(sp, ctx, cfg->page_size)
@@ -282,7 +305,7 @@ int space_ensure(struct space *sp, uint64_t page_count)
     new_bytes = (new_bytes + sp->page_size - 1) / sp->page_size * sp->page_size;
     rc = io_file_allocate(sp->file, cur_bytes, new_bytes - cur_bytes);
     if (rc == DKV_OK)
-        sp->capacity = new_bytes / sp->page_size;
+        __atomic_store_n(&sp->capacity, new_bytes / sp->page_size, __ATOMIC_RELEASE);
     return rc;
 }
 

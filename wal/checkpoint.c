@@ -54,7 +54,7 @@ int ckpt_load(struct wal *wal)
     for (slot = 0; slot < 2; slot++) {
         rc = wal_io(wal, IO_READ, wal->block, LOG_BLOCK, LOG_CKPT_OFF(slot));
         if (rc != DKV_OK)
-            return rc == DKV_ERR_IO ? PAGER_CORRUPT(0, "log truncated") : rc;
+            return rc;          /* the size was checked: a read error */
         if (decode_slot(wal, wal->block, &no, &lsn) && no > best_no) {
             best_no = no;
             best_lsn = lsn;

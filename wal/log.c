@@ -341,8 +341,12 @@ int wal_write_ahead(struct wal *wal, uint64_t lsn)
 
     pthread_mutex_lock(&wal->mutex);
     /* Durable is not enough: a page holding an unfinished unit's change
-       must not reach the disk, since recovery would drop the unit (W4). */
-    if (lsn > wal->unit_end_lsn)
+       must not reach the disk, since recovery would drop the unit (W4).
+       A failed log writes no page at all, and says why (W8, E4: a close
+       after a failed batch reports the failure, not DKV_ERR_BUSY). */
+    if (wal->error != 0)
+        rc = wal->error;
+    else if (lsn > wal->unit_end_lsn)
         rc = DKV_ERR_BUSY;
     else
         rc = flush_locked(wal, lsn);
@@ -617,9 +621,55 @@ static int create_log(struct wal *wal)
         encode_header(wal, wal->block);
         rc = wal_io(wal, IO_WRITE, wal->block, LOG_BLOCK, LOG_HDR_OFF);
     }
+    /* The zeros and the header are durable before the first checkpoint
+       slot, which marks the log finished (wal_unfinished). */
+    if (rc == DKV_OK)
+        rc = io_file_sync(wal->file);
     if (rc == DKV_OK)
         rc = ckpt_write(wal, 1, first, first);
     return rc;
+}
+
+static int block_is_zero(const unsigned char *p)
+{
+    size_t i;
+
+    for (i = 0; i < LOG_BLOCK; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+int wal_unfinished(const char *path)
+{
+    struct io_ctx_config io = { .engine = DKV_IO_PSYNC, .depth = 1 };
+    struct io_ctx *ctx = NULL;
+    struct io_file *file = NULL;
+    unsigned char *block = io_buf_alloc(LOG_BLOCK, LOG_BLOCK);
+    int64_t size;
+    unsigned slot;
+    int rc, unfinished = 0;
+
+    rc = block ? io_file_open(path, IO_OPEN_RDONLY, &file) : DKV_ERR_NOMEM;
+    if (rc == DKV_ERR_INVALID)               /* no such file */
+        unfinished = 1;
+    if (rc == DKV_OK)
+        rc = io_ctx_create(&io, &ctx);
+    size = rc == DKV_OK ? io_file_size(file) : -1;
+    if (size >= 0)
+        unfinished = 1;                      /* unless a slot was written */
+    for (slot = 0; size >= 0 && slot < 2 && unfinished; slot++) {
+        struct io_req req = { .op = IO_READ, .file = file, .buf = block,
+                              .len = LOG_BLOCK, .off = LOG_CKPT_OFF(slot) };
+        struct io_req *reqs[1] = { &req };
+        if ((uint64_t)size < LOG_CKPT_OFF(slot) + LOG_BLOCK)
+            continue;                        /* never written: beyond the end */
+        unfinished = io_run(ctx, reqs, 1) == DKV_OK && block_is_zero(block);
+    }
+    io_ctx_destroy(ctx);
+    io_file_close(file);
+    io_buf_free(block, LOG_BLOCK);
+    return unfinished;
 }
 
 static int open_file(struct wal *wal, const char *path)
@@ -638,12 +688,15 @@ static int open_file(struct wal *wal, const char *path)
     if (size < 0)
         return (int)size;
     pthread_mutex_lock(&wal->io_lock);
-    if (size == 0 && !wal->cfg.read_only) {
-        rc = create_log(wal);                 /* new, or never finished */
+    /* New, or its creation never finished (a crash inside create_log). */
+    if (!wal->cfg.read_only &&
+        (size == 0 || (wal->cfg.create && wal_unfinished(path)))) {
+        rc = create_log(wal);
     } else {
-        rc = wal_io(wal, IO_READ, wal->block, LOG_BLOCK, LOG_HDR_OFF);
-        if (rc == DKV_ERR_IO)
-            rc = PAGER_CORRUPT(0, "log file truncated");
+        /* A read error stays DKV_ERR_IO: only a short file is damage. */
+        rc = (uint64_t)size < LOG_DATA_OFF ? PAGER_CORRUPT(0, "log file truncated")
+                                           : wal_io(wal, IO_READ, wal->block,
+                                                    LOG_BLOCK, LOG_HDR_OFF);
         if (rc == DKV_OK)
             rc = decode_header(wal, wal->block);
         if (rc == DKV_OK && (uint64_t)size < LOG_DATA_OFF + wal->capacity)

@@ -50,6 +50,11 @@ struct wal_config {
    create. */
 int  wal_open(const char *path, const struct wal_config *cfg,
               struct wal **walp);
+/* 1 when the log at path was never finished: missing, empty, or with no
+   checkpoint slot ever written (a crash while wal_open created it; a log
+   that was ever opened has a valid slot, the two alternate).  Then
+   wal_open with create lays it out again.  0 otherwise, or on an error. */
+int  wal_unfinished(const char *path);
 /* Stops the background thread (checkpoints, asynchronous syncs); the log
    still takes commits.  Idempotent; wal_close calls it. */
 void wal_stop_background(struct wal *wal);
