@@ -260,10 +260,11 @@ static uint64_t read_begin(dkv_db *db)
 }
 
 /* 1 when a batch ran since read_begin returned seq: the lookup repeats.
-   No fence is needed: the lookup read each page under its latch, and a
-   batch bumps the sequence before it latches any page, so a page the
-   batch changed was read after the bump became visible (the latch's
-   acquire orders them). */
+   No fence is needed: the lookup read each page under its latch, or
+   optimistically with its version loaded by an acquire that saw the
+   batch's release of the page (pager P11), and a batch bumps the
+   sequence before it latches any page, so a page the batch changed was
+   read after the bump became visible (the acquire orders them). */
 static int read_retry(dkv_db *db, uint64_t seq)
 {
     return __atomic_load_n(&db->batch_seq, __ATOMIC_ACQUIRE) != seq;
