@@ -594,6 +594,11 @@ static void sleep_ms(unsigned ms)
 
 int pool_flush_all(struct pool *pool)
 {
+    return pool_flush_upto(pool, UINT64_MAX);
+}
+
+int pool_flush_upto(struct pool *pool, uint64_t lsn)
+{
     struct frame *batch[CLEANER_BATCH];
     struct io_ctx *ctx = NULL;
     unsigned char *stage = NULL;
@@ -603,13 +608,23 @@ int pool_flush_all(struct pool *pool)
     if (rc != DKV_OK)
         return rc;
 
+    /* Pages changed after lsn may stay dirty: writers that go on while a
+       checkpoint flushes would otherwise keep it from ever finishing. */
     while (rc == DKV_OK && atomic_load(&pool->dirty_count) > 0) {
-        unsigned n = collect_oldest(pool, batch, CLEANER_BATCH);
+        uint64_t oldest = pool_oldest_dirty_lsn(pool);
+        unsigned n;
         uint64_t written = atomic_load(&pool->pages_written);
+        if (oldest == 0 || oldest > lsn)
+            break;
+        n = collect_oldest(pool, batch, CLEANER_BATCH);
         if (n > 0)
             rc = cleaner_write_batch(pool, ctx, stage, batch, n);
-        if (rc != DKV_OK || atomic_load(&pool->pages_written) != written)
+        if (rc != DKV_OK)
             continue;
+        if (atomic_load(&pool->pages_written) != written) {
+            waited_ms = 0;
+            continue;
+        }
         /* No progress: pages another writer is writing, latched pages, or
            pages of an unfinished commit unit.  Wait, bounded. */
         if (waited_ms++ > FLUSH_ALL_WAIT_MS) {

@@ -382,6 +382,9 @@ int  pool_recovery_done(struct pool *pool);
 
 /* Writes every dirty page (respecting P2) and syncs the data file. */
 int   pool_flush_all(struct pool *pool);
+/* Writes the pages changed at or before lsn (those changed later may stay
+   dirty: a fuzzy checkpoint's flush while writers go on) and syncs. */
+int   pool_flush_upto(struct pool *pool, uint64_t lsn);
 /* The oldest modification LSN among dirty pages, including pages being
    written; 0 when none is dirty (the checkpoint LSN, P4). */
 uint64_t pool_oldest_dirty_lsn(struct pool *pool);

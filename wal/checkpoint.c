@@ -130,6 +130,11 @@ static int wait_ready(struct wal *wal, uint64_t c)
     struct timespec ms = { 0, 1000000L };
     unsigned waited = 0;
 
+    if (wal->cfg.flush_upto) {
+        int rc = wal->cfg.flush_upto(wal->cfg.arg, c);
+        if (rc != DKV_OK)
+            return rc;
+    }
     while (!candidate_ready(wal, c)) {
         if (waited++ >= CKPT_WAIT_MS)
             return DKV_ERR_BUSY;

@@ -41,6 +41,11 @@ struct wal_config {
     uint64_t (*oldest_dirty_lsn)(void *arg);
     int      (*sync_data)(void *arg);
     void     (*wake_flusher)(void *arg);
+    /* A checkpoint that waits (wal_checkpoint(wal, 1)) writes the pages
+       changed before its LSN itself rather than wait for the cleaner to:
+       writers that keep dirtying pages meanwhile cannot hold it up.  May
+       be NULL (then it waits). */
+    int      (*flush_upto)(void *arg, uint64_t lsn);
     void     *arg;
 };
 
