@@ -131,6 +131,9 @@ void bench_summarize(double *values, unsigned n, double *median,
                      double *min, double *max);
 /* Seconds on the monotonic clock. */
 double bench_now(void);
+/* Parses "4096", "16K", "512M", "1G", "1GiB", "4096B" (binary multiples)
+   into *value: 0, or -1 for anything else or an overflow. */
+int    bench_parse_size(const char *text, uint64_t *value);
 /* Prints every row that has a target: measured, target, PASS/FAIL. */
 void bench_print_targets(FILE *out, const struct bench_results *results);
 

@@ -93,34 +93,6 @@ void bench_kv_usage(FILE *out)
         DURATION_DEFAULT, WRITE_DURATION_DEFAULT);
 }
 
-/* Parses "4096", "64M", "1G", "1GiB" (binary multiples); 0 or -1. */
-static int parse_size(const char *text, uint64_t *value)
-{
-    unsigned long long n;
-    uint64_t mult = 1;
-    char *end;
-
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    errno = 0;
-    n = strtoull(text, &end, 10);
-    if (errno != 0)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    default: break;
-    }
-    if (mult > 1 && *end == 'i')
-        end++;
-    if (mult > 1 && (*end == 'B' || *end == 'b'))
-        end++;
-    if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
-        return -1;
-    *value = (uint64_t)n * mult;
-    return 0;
-}
 
 /* Calls item(text of one element, index, arg) for each element of a
    comma-separated list; the count, or -1 for an empty or bad element. */
@@ -182,7 +154,7 @@ static int threads_item(const char *text, unsigned i, void *arg)
     uint64_t v;
 
     /* readwhilewriting adds a writer: at most one below the team's size. */
-    if (parse_size(text, &v) != 0 || v == 0 || v >= BENCH_THREADS_MAX)
+    if (bench_parse_size(text, &v) != 0 || v == 0 || v >= BENCH_THREADS_MAX)
         return -1;
     cfg->threads[i] = (unsigned)v;
     return 0;
@@ -228,7 +200,7 @@ static int apply_number(struct kv_cfg *cfg, int c, const char *arg)
 {
     uint64_t v = 0;
     char *end;
-    int bad = c != 'd' && c != 'W' && parse_size(arg, &v) != 0;
+    int bad = c != 'd' && c != 'W' && bench_parse_size(arg, &v) != 0;
 
     switch (c) {
     case 'n': bad |= v == 0 || v > 1000000000ull; cfg->num = v; break;

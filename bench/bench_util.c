@@ -21,6 +21,7 @@
 
 #include "dkv.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -406,4 +407,35 @@ void bench_shuffle(uint32_t *a, size_t n, uint64_t *rng)
         a[i - 1] = a[j];
         a[j] = t;
     }
+}
+
+/* Parses "4096", "16K", "512M", "1G", "1GiB" (binary multiples) into
+   *value.  Returns 0, or -1 for anything else or an overflow. */
+int bench_parse_size(const char *text, uint64_t *value)
+{
+    unsigned long long n;
+    uint64_t mult = 1;
+    char *end;
+
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(text, &end, 10);
+    if (errno != 0 || end == text)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1ull << 10; end++; break;
+    case 'm': case 'M': mult = 1ull << 20; end++; break;
+    case 'g': case 'G': mult = 1ull << 30; end++; break;
+    case 't': case 'T': mult = 1ull << 40; end++; break;
+    default: break;
+    }
+    if (mult > 1 && *end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
+        return -1;
+    *value = (uint64_t)n * mult;
+    return 0;
 }

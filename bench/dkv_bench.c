@@ -98,36 +98,6 @@ static void usage(FILE *out)
 
 /* ---- parsing ----------------------------------------------------------- */
 
-/* Parses "4096", "16K", "512M", "1G", "1GiB" (binary multiples) into
-   *value.  Returns 0, or -1 for anything else or an overflow. */
-static int parse_size(const char *text, uint64_t *value)
-{
-    unsigned long long n;
-    uint64_t mult = 1;
-    char *end;
-
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    errno = 0;
-    n = strtoull(text, &end, 10);
-    if (errno != 0 || end == text)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    case 't': case 'T': mult = 1ull << 40; end++; break;
-    default: break;
-    }
-    if (mult > 1 && *end == 'i')
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
-        return -1;
-    *value = (uint64_t)n * mult;
-    return 0;
-}
 
 static int parse_engine(const char *text, int *engine)
 {
@@ -157,13 +127,13 @@ static int parse_item(struct bench_opts *opts, char kind, const char *text,
         opts->directs[index] = strcmp(text, "direct") == 0;
         return 0;
     case 'd':
-        if (parse_size(text, &v) != 0 || v == 0 || v > IO_DEPTH_MAX)
+        if (bench_parse_size(text, &v) != 0 || v == 0 || v > IO_DEPTH_MAX)
             return -1;
         opts->depths[index] = (unsigned)v;
         return 0;
     case 'b':
         /* A multiple of 512 (the smallest O_DIRECT alignment), <= 64 MiB. */
-        if (parse_size(text, &v) != 0 || v == 0 || v % 512 || v > (64u << 20))
+        if (bench_parse_size(text, &v) != 0 || v == 0 || v % 512 || v > (64u << 20))
             return -1;
         opts->blocks[index] = (uint32_t)v;
         return 0;
@@ -241,11 +211,11 @@ static int apply_mode_option(struct bench_opts *opts, int c, const char *arg)
 
     switch (c) {
     case 'P':
-        bad = parse_size(arg, &v) != 0 || v < (1u << 20) || v > (1ull << 40);
+        bad = bench_parse_size(arg, &v) != 0 || v < (1u << 20) || v > (1ull << 40);
         opts->pool_size = v;
         break;
     case 'S':
-        bad = parse_size(arg, &v) != 0 || v < 4096 || v > 65536 || (v & (v - 1));
+        bad = bench_parse_size(arg, &v) != 0 || v < 4096 || v > 65536 || (v & (v - 1));
         opts->page_size = (uint32_t)v;
         break;
     case 'T': bad = parse_positive(arg, 86400.0, &opts->stall_seconds); break;
@@ -278,7 +248,7 @@ static int apply_option(struct bench_opts *opts, int c, const char *arg)
         bad = arg[0] == '\0';
         break;
     case 'z':
-        bad = parse_size(arg, &v) != 0 || v < (1u << 20);
+        bad = bench_parse_size(arg, &v) != 0 || v < (1u << 20);
         opts->file_size = v & ~(uint64_t)4095;
         break;
     case 's':
@@ -295,12 +265,12 @@ static int apply_option(struct bench_opts *opts, int c, const char *arg)
     case 'F': opts->fio = BENCH_FIO_ON; break;
     case 'N': opts->fio = BENCH_FIO_OFF; break;
     case 'r':
-        bad = parse_size(arg, &v) != 0 || v == 0 || v > 1000;
+        bad = bench_parse_size(arg, &v) != 0 || v == 0 || v > 1000;
         opts->repeat = (unsigned)v;
         opts->repeat_set = 1;
         break;
     case 'c':
-        bad = parse_size(arg, &v) != 0 || v > IO_DEPTH_MAX;
+        bad = bench_parse_size(arg, &v) != 0 || v > IO_DEPTH_MAX;
         opts->submit_chunk = (unsigned)v;
         break;
     default:

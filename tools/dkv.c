@@ -331,19 +331,30 @@ static const struct option key_opts[] = {
     { NULL, 0, NULL, 0 }
 };
 
-static int cmd_put(struct global *g, int argc, char **argv)
+/* The options of put and del (--hex, --help): -1 to go on, else the exit
+   status (0 after --help, 2 for a bad option). */
+static int key_options(int argc, char **argv, int *hex)
 {
-    struct bytes k = { 0 }, v = { 0 };
-    int hex = 0, c, st;
-    dkv_db *db;
+    int c;
 
     while ((c = next_opt(argc, argv, "xh", key_opts)) != -1) {
         if (c == 'h')
             return 0;
         if (c != 'x')
             return bad_option(argv);
-        hex = 1;
+        *hex = 1;
     }
+    return -1;
+}
+
+static int cmd_put(struct global *g, int argc, char **argv)
+{
+    struct bytes k = { 0 }, v = { 0 };
+    int hex = 0, st;
+    dkv_db *db;
+
+    if ((st = key_options(argc, argv, &hex)) >= 0)
+        return st;
     if ((st = want_args(argc, optind, 3, 3)) != 0)
         return st;
     st = arg_bytes(argv[optind + 1], hex, "KEY", &k);
@@ -424,16 +435,11 @@ static int cmd_get(struct global *g, int argc, char **argv)
 static int cmd_del(struct global *g, int argc, char **argv)
 {
     struct bytes k = { 0 };
-    int hex = 0, c, st;
+    int hex = 0, st;
     dkv_db *db;
 
-    while ((c = next_opt(argc, argv, "xh", key_opts)) != -1) {
-        if (c == 'h')
-            return 0;
-        if (c != 'x')
-            return bad_option(argv);
-        hex = 1;
-    }
+    if ((st = key_options(argc, argv, &hex)) >= 0)
+        return st;
     if ((st = want_args(argc, optind, 2, 2)) != 0)
         return st;
     if ((st = arg_bytes(argv[optind + 1], hex, "KEY", &k)) != 0)
