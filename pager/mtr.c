@@ -181,7 +181,7 @@ int pool_mtr_alloc(struct pool_mtr *m, int type, struct frame **fp)
 {
     struct pool *pool = m->pool;
     struct space_header *hdr = space_header(pool->sp);
-    struct frame *h, *f;
+    struct frame *h, *f = NULL;      /* set on DKV_OK; gcc -O3 cannot tell */
     uint32_t page_no_;
     int rc = pool_mtr_fix(m, 0, POOL_X, 0, &h);   /* page 0's latch guards hdr */
 
