@@ -48,9 +48,11 @@ static int uring_init(struct io_ctx *ctx, unsigned depth)
         return -ENOMEM;
     }
     /* COOP_TASKRUN: completions are run when we enter the kernel anyway,
-       not by interrupting the task (5.19+); older kernels refuse it. */
+       not by interrupting the task (5.19+); older kernels refuse it.
+       TASKRUN_FLAG: the ring says when completions wait for that, so a
+       poll (uring_reap with min 0) can enter the kernel to have them. */
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_COOP_TASKRUN;
+    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     err = io_uring_queue_init_params(depth, &u->ring, &p);
     if (err == -EINVAL) {
         memset(&p, 0, sizeof(p));
@@ -214,6 +216,12 @@ static int uring_reap(struct io_ctx *ctx, struct io_req **done, unsigned min,
         } while (r == -EINTR || r == -EAGAIN);
         if (r < 0)
             return r;
+    } else if (io_uring_cq_ready(&u->ring) == 0 &&
+               (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+        /* Completions that the device finished but the kernel has not
+           posted yet (COOP_TASKRUN): one enter posts them.  Its failure
+           only means the poll finds nothing now. */
+        io_uring_enter(u->ring.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
     }
     n = io_uring_peek_batch_cqe(&u->ring, u->cqes, max);
     for (i = 0; i < n; i++) {

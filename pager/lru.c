@@ -194,7 +194,7 @@ static int evict(struct pool *pool, struct frame *f)
     return 1;
 }
 
-struct frame *lru_get_victim(struct pool *pool)
+struct frame *lru_get_victim(struct pool *pool, int *dirty_seen)
 {
     struct frame *f, *prev;
     unsigned scanned = 0;
@@ -207,6 +207,8 @@ struct frame *lru_get_victim(struct pool *pool)
         prev = cur->lru_prev;
         if (evict(pool, cur))
             f = cur;
+        else if (atomic_load(&cur->dirty))
+            *dirty_seen = 1;
     }
     pthread_mutex_unlock(&pool->lru_lock);
     return f;

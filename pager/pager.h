@@ -266,6 +266,11 @@ void  pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn);
 /* Starts asynchronous reads of the listed pages that are not in the pool
    and returns at once; they enter the old end of the LRU. */
 int   pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n);
+/* Finishes the reads this thread started that have completed, without
+   waiting: nobody may be waiting for them, and until then their pages
+   look still in flight to pool_opt_peek (a scan's read-ahead plans from
+   the parent nodes it read ahead). */
+void  pool_poll_reads(struct pool *pool);
 
 /* ---- page allocation ----------------------------------------------------- */
 

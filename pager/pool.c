@@ -228,10 +228,14 @@ static void read_done(struct pool *pool, struct io_req *req)
 
 /* Read-ahead of neighbouring pages as one request (pool_prefetch): the
    pages land in a staging buffer and are copied into their frames, which
-   were claimed (READING) before the request went out. */
+   were claimed (READING) before the request went out.  A run may step
+   over a few pages it was not asked for (POOL_RUN_GAP: a page already in
+   the pool, such as a parent node between two stretches of leaves): they
+   are read along and thrown away, so one request goes out instead of two. */
 struct run_read {
     struct io_done_hook hook;
     struct io_req       req;
+    uint32_t            first;          /* the page at the buffer's start */
     unsigned            n;
     struct frame       *f[POOL_RUN_MAX];
 };
@@ -245,13 +249,14 @@ static void run_done(struct pool *pool, struct io_req *req)
     atomic_fetch_sub(&pool->reads_inflight, 1);
     for (i = 0; i < r->n; i++) {
         struct frame *f = r->f[i];
+        uint64_t at = f->page_no - r->first;
         const unsigned char *page = (const unsigned char *)req->buf +
-                                    (size_t)i * pool->page_size;
+                                    at * pool->page_size;
         int rc;
 
         if (req->res < 0)
             rc = (int)req->res;
-        else if ((uint64_t)req->res < ((uint64_t)i + 1) * pool->page_size)
+        else if ((uint64_t)req->res < (at + 1) * pool->page_size)
             rc = PAGER_CORRUPT(f->page_no, "page lies beyond the end of the file");
         else
             rc = read_verify(pool, page, f->page_no);
@@ -259,7 +264,7 @@ static void run_done(struct pool *pool, struct io_req *req)
             memcpy(frame_data(f), page, pool->page_size);
         read_finish(pool, f, rc);
     }
-    io_buf_free(req->buf, (size_t)r->n * pool->page_size);
+    io_buf_free(req->buf, req->len);
     free(r);
 }
 
@@ -368,47 +373,54 @@ static int by_page_no(const void *a, const void *b)
 }
 
 /* Submits reads for claimed frames f[0..n) on slot, neighbouring pages
-   (consecutive numbers, up to POOL_RUN_MAX) as one request each: the
-   device moves a run of pages in about the time of one. */
+   (numbers at most POOL_RUN_GAP + 1 apart, spanning up to POOL_RUN_MAX)
+   as one request each: the device moves a run of pages in about the time
+   of one.  At most POOL_IO_DEPTH / 2 requests go out per call. */
 static void submit_reads_merged(struct pool *pool, struct io_slot *slot,
                                 struct frame **f, unsigned n)
 {
-    struct io_req *reqs[POOL_IO_DEPTH];
+    struct io_req *reqs[POOL_IO_DEPTH / 2];
     unsigned i = 0, k = 0;
 
     qsort(f, n, sizeof(*f), by_page_no);
     while (i < n) {
-        unsigned len = 1;
+        unsigned len = 1, span;
         struct run_read *r = NULL;
         void *buf = NULL;
 
         while (i + len < n && len < POOL_RUN_MAX &&
-               f[i + len]->page_no == f[i]->page_no + len)
+               f[i + len]->page_no - f[i + len - 1]->page_no <= POOL_RUN_GAP + 1 &&
+               f[i + len]->page_no - f[i]->page_no < POOL_RUN_MAX)
             len++;
+        span = f[i + len - 1]->page_no - f[i]->page_no + 1;
         if (len > 1) {
             r = malloc(sizeof(*r));
-            buf = r ? io_buf_alloc((size_t)len * pool->page_size, pool->page_size) : NULL;
+            buf = r ? io_buf_alloc((size_t)span * pool->page_size, pool->page_size) : NULL;
         }
         if (buf == NULL) {              /* one page, or no memory: alone */
             free(r);
-            for (unsigned j = 0; j < len; j++)
-                reqs[k++] = &f[i + j]->req;
+            len = 1;
+            reqs[k++] = &f[i]->req;
         } else {
             r->hook.done = run_done;
+            r->first = f[i]->page_no;
             r->n = len;
             memcpy(r->f, f + i, len * sizeof(*f));
             memset(&r->req, 0, sizeof(r->req));
             r->req.op = IO_READ;
             r->req.file = space_file(pool->sp);
             r->req.buf = buf;
-            r->req.len = (size_t)len * pool->page_size;
+            r->req.len = (size_t)span * pool->page_size;
             r->req.off = space_page_offset(pool->sp, f[i]->page_no);
             r->req.owner = &r->hook;
             reqs[k++] = &r->req;
         }
         i += len;
+        if (k == sizeof(reqs) / sizeof(reqs[0]) || i == n) {
+            submit_read_reqs(pool, slot, reqs, k);
+            k = 0;
+        }
     }
-    submit_read_reqs(pool, slot, reqs, k);
 }
 
 /* Waits until f (pinned) is no longer being read, helping to reap its slot.
@@ -476,6 +488,19 @@ static int reap_reads(struct pool *pool)
     return got;
 }
 
+/* Whether a thread that looked for victims (starved: found none) should
+   wake the cleaner: below half the reserve, the cleaner refills it whole (one
+   wake-up per reserve/2 frames taken, not one per miss) - when the LRU
+   tail holds dirty pages, which a miss would otherwise have to write, or
+   none was found.  A tail of clean pages is evicted by the misses
+   themselves as cheaply as by the cleaner, and a wake-up costs a context
+   switch on a busy machine (a cold scan would pay one per read-ahead). */
+static int cleaner_due(struct pool *pool, int starved, int dirty)
+{
+    return (starved || dirty) &&
+           atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2;
+}
+
 /* Gets a free frame for a page about to be read or created: the free list,
    else a clean victim, else a dirty one written by us, else completes
    reads in flight, else waits. */
@@ -487,10 +512,9 @@ static int frame_get_free(struct pool *pool, struct frame **fp)
     int flushed;
 
     for (;;) {
-        f = lru_get_victim(pool);
-        /* Below half the reserve, the cleaner refills it whole: one wake-up
-           per reserve/2 frames taken, not one per miss. */
-        if (atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2)
+        int dirty = 0;
+        f = lru_get_victim(pool, &dirty);
+        if (cleaner_due(pool, f == NULL, dirty))
             pool_wake_cleaner(pool);
         if (f != NULL)
             break;
@@ -794,22 +818,27 @@ void pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn)
     pool_mark_dirty_range(pool, f, lsn, lsn);
 }
 
-int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
+void pool_poll_reads(struct pool *pool)
 {
-    struct frame *batch[POOL_IO_DEPTH / 2];
-    uint64_t page_count = atomic_load(&pool->page_limit);
     struct io_slot *slot = my_slot(pool);
-    unsigned i, k = 0, started = 0;
 
-    /* Reads of ours that completed are finished first (a poll, no wait):
-       nobody may be waiting for them, and until then their pages look
-       still in flight to an optimistic look (a scan's read-ahead plans
-       from the parents it read ahead). */
     if (atomic_load(&pool->reads_inflight) > 0 && pthread_mutex_trylock(&slot->lock) == 0) {
         if (io_ctx_inflight(slot->ctx) > 0)
             slot_reap(pool, slot, 0);
         pthread_mutex_unlock(&slot->lock);
     }
+}
+
+int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
+{
+    struct frame *batch[POOL_PREFETCH_BATCH];
+    uint64_t page_count = atomic_load(&pool->page_limit);
+    struct io_slot *slot = my_slot(pool);
+    unsigned i, k = 0, started = 0;
+    int dirty = 0, starved = 0;
+
+    /* Reads of ours that completed are finished first. */
+    pool_poll_reads(pool);
     /* Advice, not a command: never more than a quarter of the pool. */
     for (i = 0; i < n && started < pool->frame_count / 4; i++) {
         struct pool_part *part = pool_part_of(pool, page_nos[i]);
@@ -823,9 +852,11 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
         pthread_mutex_unlock(&part->lock);
         if (present)
             continue;
-        f = lru_get_victim(pool);       /* never waits: prefetch is advice */
-        if (f == NULL)
+        f = lru_get_victim(pool, &dirty); /* never waits: prefetch is advice */
+        if (f == NULL) {
+            starved = 1;
             break;
+        }
         got = frame_assign(pool, f, page_nos[i], FRAME_READING, 1, slot);
         if (got != f) {
             frame_unpin(pool, got);
@@ -842,7 +873,7 @@ int pool_prefetch(struct pool *pool, const uint32_t *page_nos, unsigned n)
     }
     if (k > 0)
         submit_reads_merged(pool, slot, batch, k);
-    if (atomic_load(&pool->free_count) < (pool->free_reserve + 1) / 2)
+    if (cleaner_due(pool, starved, dirty))
         pool_wake_cleaner(pool);
     return DKV_OK;
 }

@@ -18,6 +18,8 @@
 #define POOL_IO_DEPTH     128u      /* requests in flight per slot           */
 #define POOL_RUN_MAX      64u       /* neighbouring pages one read-ahead
                                        request may carry                     */
+#define POOL_RUN_GAP      2u        /* pages a run may read over, unasked    */
+#define POOL_PREFETCH_BATCH 512u    /* frames pool_prefetch claims per submit */
 #define POOL_LRU_SCAN     128u      /* frames a victim search looks at       */
 #define POOL_WAIT_MAX_MS  10000u    /* a fix gives up waiting for a frame    */
 
@@ -184,8 +186,9 @@ struct frame *free_pop(struct pool *pool);
 void  lru_touch(struct pool *pool, struct frame *f);
 /* Takes a clean, unpinned frame from the LRU tail (evicting it) or the
    free list; NULL when the first POOL_LRU_SCAN frames are all busy.
-   Takes lru_lock itself. */
-struct frame *lru_get_victim(struct pool *pool);
+   *dirty_seen = 1 when it passed over a dirty frame (left as it was
+   otherwise).  Takes lru_lock itself. */
+struct frame *lru_get_victim(struct pool *pool, int *dirty_seen);
 /* Evicts up to want clean idle frames from the tail to the free list and
    collects up to dirty_max unpinned dirty frames near the tail, pinned,
    into dirty[].  Returns how many dirty ones were collected. */
