@@ -586,57 +586,124 @@ int btree_purge(struct btree *bt)
 /* Descends from the root to the leaf that holds key, shared, with latch
    coupling.  hi (BTREE_KEY_MAX bytes, or NULL): the smallest separator
    above key on the path, the leaf's upper bound (*hilen 0: none, the
-   last leaf).  ra: read ahead the next ra leaves (from the leaf's parent)
-   in chunks (see below); with RA_NOW, whatever the leaf's position.
-   leaf_no: stop above the leaf and return its number, fixing nothing. */
-#define RA_NOW    0x80000000u
-#define RA_MAX    256u
+   last leaf).  ra (or NULL): a scan's read-ahead, moved on by one leaf
+   (see below).  leaf_no: stop above the leaf and return its number,
+   fixing nothing. */
+#define RA_MAX    1024u
 
-/* A read-ahead window that reaches past its parent's last child goes on
-   into the next parents (the grandparent's next children): their children
-   are read without a latch (P11: the page is not latched left to right
-   under the parent's latch, which could deadlock with a merge) and kept
-   only if the page did not change meanwhile; a next parent not in the
-   pool yet (or still being read) is itself read ahead. */
-#define RA_PARENTS 3u
-static void ra_next_parent(struct btree *bt, uint32_t next, uint32_t *ahead,
-                           unsigned *nahead, unsigned ra)
+/* A scan's read-ahead keeps the window of leaves after the current one
+   asked for: when fewer than half the window are (ra->ahead), it asks for
+   the rest, positions ahead + 1 .. window, from the leaf's parent on.  So
+   each request is one stretch of at least half the window that was not
+   yet asked for, which the pool reads as a few large requests where the
+   leaves are neighbours on disk (keys loaded in order), and the other
+   half is in flight or in the pool meanwhile.  A window that reaches past
+   its parent's last child goes on into the next parents (the
+   grandparent's next children): their children are read without a latch
+   (P11: the page is not latched left to right under the parent's latch,
+   which could deadlock with a merge) and kept only if the page did not
+   change meanwhile.  The next RA_PARENTS parents are read ahead whenever
+   they are missing, so the window finds them in the pool; one that is not
+   there yet (or still being read) stops the window for an eighth of its
+   length.  The positions are counted on the tree as it stands: writes
+   between leaves make them approximate, which costs a page read early or
+   late, never a wrong answer. */
+#define RA_PARENTS 8u
+
+/* Adds child c (position ++*pos after the current leaf) when the window
+   has not asked for it yet. */
+static void ra_add(const struct btree_ra *ra, uint32_t child, unsigned *pos,
+                   uint32_t *ahead, unsigned *nahead)
+{
+    if (++*pos > ra->ahead)
+        ahead[(*nahead)++] = child;
+}
+
+/* The children of next parent no, onto the window.  0: stop here. */
+static int ra_next_parent(struct btree *bt, const struct btree_ra *ra, uint32_t no,
+                          unsigned window, uint32_t *ahead, unsigned *nahead,
+                          unsigned *pos)
 {
     uint64_t v;
-    struct frame *f = pool_opt_peek(bt->pool, next, &v);
-    unsigned start = *nahead, i, n;
+    struct frame *f = pool_opt_peek(bt->pool, no, &v);
+    unsigned start = *nahead, start_pos = *pos, i, n;
     const unsigned char *page;
     uint32_t child;
 
+    if (f == NULL) {                /* read ahead earlier, and arrived?   */
+        pool_poll_reads(bt->pool);
+        f = pool_opt_peek(bt->pool, no, &v);
+    }
     if (f == NULL) {
-        ahead[(*nahead)++] = next;
-        return;
+        ahead[(*nahead)++] = no;
+        return 0;
     }
     page = frame_data(f);
     if (page_type(page) != PAGE_TYPE_BTREE_INNER || node_level(page) != 1)
-        return;
+        return 0;
     n = node_count(page);
-    ahead[(*nahead)++] = node_leftmost(page);
-    for (i = 0; i < n && *nahead < ra; i++) {
+    ra_add(ra, node_leftmost(page), pos, ahead, nahead);
+    for (i = 0; i < n && *pos < window; i++) {
         if (node_child_checked(page, bt->ps, i, &child) != 0)
             break;
-        ahead[(*nahead)++] = child;
+        ra_add(ra, child, pos, ahead, nahead);
     }
-    if (!pool_opt_valid(f, v))
+    if (!pool_opt_valid(f, v)) {
         *nahead = start;
+        *pos = start_pos;
+        return 0;
+    }
+    return 1;
+}
+
+/* At the parent (page) of the leaf at slot: moves the window on by that
+   leaf and asks for its rest when half of it is used up. */
+static void ra_advance(struct btree *bt, struct btree_ra *ra, const void *page,
+                       unsigned slot, const uint32_t *next_parent, uint32_t *ahead,
+                       unsigned *nahead)
+{
+    unsigned window = ra->window < RA_MAX ? ra->window : RA_MAX;
+    unsigned n = node_count(page), pos = 0, c, j;
+    int stop = 0;
+
+    ra->ahead -= ra->ahead > 0;
+    if (ra->wait > 0 && ra->ahead > 0) {
+        ra->wait--;
+        return;
+    }
+    if (2 * ra->ahead >= window)
+        return;
+    for (c = slot + 1; c <= n && pos < window; c++)
+        ra_add(ra, node_child(page, c - 1), &pos, ahead, nahead);
+    /* The next parents the window does not reach (or reaches after one
+       not in the pool) are read now if they are missing, so that they are
+       in the pool by the time it does. */
+    for (j = 0; j < RA_PARENTS && next_parent[j] != 0; j++) {
+        uint64_t v;
+        if (stop || pos >= window) {
+            if (pool_opt_peek(bt->pool, next_parent[j], &v) == NULL)
+                ahead[(*nahead)++] = next_parent[j];
+        } else {
+            stop = !ra_next_parent(bt, ra, next_parent[j], window, ahead, nahead, &pos);
+        }
+    }
+    ra->ahead = pos > ra->ahead ? pos : ra->ahead;
+    /* Short of half the window (a next parent not in the pool yet, or the
+       last leaves): try again an eighth of a window on, not at each leaf. */
+    ra->wait = 2 * ra->ahead < window ? window / 8 : 0;
 }
 
 static int descend(struct btree *bt, const void *key, size_t klen, struct frame **fp,
-                   unsigned char *hi, size_t *hilen, unsigned ra, uint32_t *leaf_no)
+                   unsigned char *hi, size_t *hilen, struct btree_ra *ra,
+                   uint32_t *leaf_no)
 {
     struct frame *f, *c;
     uint32_t no = bt->root, ahead[RA_MAX + RA_PARENTS], next_parent[RA_PARENTS] = { 0 };
-    unsigned depth = 0, nahead = 0, ra_now = (ra & RA_NOW) != 0;
+    unsigned depth = 0, nahead = 0;
     int rc;
 
-    ra &= ~RA_NOW;
-    if (ra > RA_MAX)
-        ra = RA_MAX;
+    if (ra != NULL && ra->window == 0)
+        ra = NULL;
     rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
 
     if (hilen)
@@ -660,26 +727,13 @@ static int descend(struct btree *bt, const void *key, size_t klen, struct frame 
             memcpy(hi, k, l);
             *hilen = l;
         }
-        /* Read-ahead in chunks of a quarter of the window, asked for at
-           leaves whose position is a multiple of the chunk: the window's
-           last quarter is then one stretch of leaves not yet asked for,
-           which the pool reads as one large request where the leaves are
-           neighbours on disk, and three such requests stay in flight (a
-           window sliding one leaf at a time would ask for one page at a
-           time). */
-        if (node_level(page) == 2 && ra > 0) {
+        if (node_level(page) == 2 && ra != NULL) {
             unsigned j;
             for (j = 0; j < RA_PARENTS; j++)
                 next_parent[j] = slot + j < n ? node_child(page, slot + j) : 0;
         }
-        if (node_level(page) == 1 && ra > 0 &&
-            (ra_now || slot % ((ra + 3) / 4) == 0 || n - slot == (ra + 3) / 4)) {
-            unsigned pos;
-            for (pos = slot + 1; pos <= n && nahead < ra; pos++)
-                ahead[nahead++] = node_child(page, pos - 1);
-            for (pos = 0; pos < RA_PARENTS && nahead < ra && next_parent[pos] != 0; pos++)
-                ra_next_parent(bt, next_parent[pos], ahead, &nahead, ra);
-        }
+        if (node_level(page) == 1 && ra != NULL)
+            ra_advance(bt, ra, page, slot, next_parent, ahead, &nahead);
         if (node_level(page) == 1) {
             if (leaf_no != NULL) {
                 *leaf_no = no;
@@ -802,7 +856,7 @@ int btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
         if (rc == OPT_LATCHED)
             break;
     }
-    rc = descend(bt, key, klen, &f, NULL, NULL, 0, NULL);
+    rc = descend(bt, key, klen, &f, NULL, NULL, NULL, NULL);
     if (rc != DKV_OK)
         return rc;
     i = node_search(frame_data(f), key, klen, &found);
@@ -816,16 +870,49 @@ int btree_leaf_for(struct btree *bt, const void *key, size_t klen, uint32_t *lea
 {
     if (!key_ok(key, klen))
         return DKV_ERR_INVALID;
-    return descend(bt, key, klen, NULL, NULL, NULL, 0, leaf_no);
+    return descend(bt, key, klen, NULL, NULL, NULL, NULL, leaf_no);
 }
 
-int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
-               unsigned readahead, btree_scan_fn fn, void *arg)
+int btree_leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
+                     size_t cap, size_t *vlen)
+{
+    return leaf_value(bt, page, i, buf, cap, vlen);
+}
+
+/* Keys leave a scan in strict order and inside the leaf's bounds: a
+   damaged leaf whose checksum holds is reported, never returned out of
+   order (nor scanned forever).  One comparison a key: neighbours ascend,
+   the first is not below the target and the last is below the bound. */
+static int leaf_keys_ordered(const void *page, unsigned from, const unsigned char *lo,
+                             size_t lolen, const unsigned char *hi, size_t hilen)
+{
+    unsigned i, n = node_count(page);
+    size_t kl, pl;
+    const unsigned char *k, *pk;
+
+    if (from >= n)
+        return 1;
+    k = node_key(page, from, &kl);
+    if (lolen > 0 && node_key_cmp(k, kl, lo, lolen) < 0)
+        return 0;
+    pk = from > 0 ? node_key(page, from - 1, &pl) : NULL;
+    if (pk != NULL && node_key_cmp(pk, pl, k, kl) >= 0)
+        return 0;
+    for (i = from + 1; i < n; i++) {
+        pk = k;
+        pl = kl;
+        k = node_key(page, i, &kl);
+        if (node_key_cmp(pk, pl, k, kl) >= 0)
+            return 0;
+    }
+    return hilen == 0 || node_key_cmp(k, kl, hi, hilen) < 0;
+}
+
+int btree_scan_leaves(struct btree *bt, const void *key, size_t klen, int after,
+                      struct btree_ra *ra, btree_leaf_fn fn, void *arg)
 {
     unsigned char *target = malloc(2 * BTREE_KEY_MAX), *hi = target + BTREE_KEY_MAX;
     size_t tlen = 0, hilen;
-    unsigned char *vbuf = NULL;
-    size_t vcap = 0;
     int rc = target ? DKV_OK : DKV_ERR_NOMEM;
 
     if (rc == DKV_OK && key != NULL) {
@@ -834,61 +921,26 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
         else
             memcpy(target, key, tlen = klen);
     }
-    readahead |= readahead > 0 ? RA_NOW : 0;    /* the first leaf: now */
     while (rc == DKV_OK) {
         struct frame *f;
         const void *page;
-        unsigned i = 0, n;
-        int found = 0, stop = 0;
+        unsigned from = 0;
+        int found = 0;
 
-        rc = descend(bt, target, tlen, &f, hi, &hilen, readahead, NULL);
-        readahead &= ~RA_NOW;
+        rc = descend(bt, target, tlen, &f, hi, &hilen, ra, NULL);
         if (rc != DKV_OK)
             break;
         page = frame_data(f);
-        n = node_count(page);
         if (tlen > 0) {
-            i = node_search(page, target, tlen, &found);
-            if (after && found)
-                i++;
+            from = node_search(page, target, tlen, &found);
+            from += after && found;
         }
-        for (; i < n && !stop && rc == DKV_OK; i++) {
-            size_t kl, vl, rl;
-            unsigned flags;
-            const unsigned char *k = node_key(page, i, &kl);
-            const unsigned char *v = node_value(page, i, &vl, &flags);
-            /* Keys leave a scan in strict order and inside the leaf's
-               bounds: a damaged leaf whose checksum holds is reported,
-               never returned out of order (nor scanned forever). */
-            const unsigned char *pk = i > 0 ? node_key(page, i - 1, &rl) : NULL;
-            if ((pk != NULL && node_key_cmp(pk, rl, k, kl) >= 0) ||
-                (tlen > 0 && node_key_cmp(k, kl, target, tlen) < 0) ||
-                (hilen > 0 && node_key_cmp(k, kl, hi, hilen) >= 0)) {
-                rc = PAGER_CORRUPT(frame_page_no(f), "B+tree keys out of order");
-                break;
-            }
-            if (flags & NODE_VAL_OVERFLOW) {
-                rc = leaf_value(bt, page, i, NULL, 0, &vl);
-                if (rc == DKV_OK && vl > vcap) {
-                    unsigned char *nb = realloc(vbuf, vl);
-                    rc = nb ? DKV_OK : DKV_ERR_NOMEM;
-                    if (nb) {
-                        vbuf = nb;
-                        vcap = vl;
-                    }
-                }
-                if (rc == DKV_OK)
-                    rc = leaf_value(bt, page, i, vbuf, vl, &rl);
-                v = vbuf;
-                if (rc != DKV_OK)
-                    break;
-            }
-            stop = fn(arg, k, kl, v, vl);
-            if (stop < 0)
-                rc = stop;
-        }
+        if (!leaf_keys_ordered(page, from, target, tlen, hi, hilen))
+            rc = PAGER_CORRUPT(frame_page_no(f), "B+tree keys out of order");
+        else
+            rc = fn(arg, page, from, hi, hilen);
         pool_unfix(bt->pool, f);
-        if (rc != DKV_OK || stop || hilen == 0)
+        if (rc != DKV_OK || hilen == 0)
             break;
         /* The leaf is done: the next keys lie at or above its bound (which
            lies above the target, or the tree is damaged: no endless loop). */
@@ -900,9 +952,8 @@ int btree_scan(struct btree *bt, const void *key, size_t klen, int after,
         tlen = hilen;
         after = 0;
     }
-    free(vbuf);
     free(target);
-    return rc;
+    return rc < 0 ? rc : DKV_OK;
 }
 
 /* ---- writes: the leaf alone ---------------------------------------------------------------- */

@@ -104,16 +104,30 @@ int  btree_purge_pending(const struct btree *bt);
 int  btree_leaf_for(struct btree *bt, const void *key, size_t klen,
                     uint32_t *leaf_no);
 
-/* Calls fn for each key >= key (> key when after; key NULL: from the
-   first) with its value, in order, until fn returns non-zero (negative:
-   an error, returned) or the keys end.  Each leaf is read under its latch
-   and left before the next is found from the root by the leaf's upper
-   bound, so a scan holds one leaf at a time and never waits on a writer
-   for long.  readahead: prefetch that many following leaves. */
-typedef int (*btree_scan_fn)(void *arg, const unsigned char *key, size_t klen,
-                             const unsigned char *val, size_t vlen);
-int  btree_scan(struct btree *bt, const void *key, size_t klen, int after,
-                unsigned readahead, btree_scan_fn fn, void *arg);
+/* Calls fn with each leaf that holds keys >= key (> key when after; key
+   NULL: from the first), in order, until fn returns non-zero (negative:
+   an error, returned) or the leaves end.  fn gets the leaf S-latched,
+   from = its first slot to take, and hi = the leaf's upper bound (hilen 0:
+   the last leaf); the keys [from, count) were checked to rise and to lie
+   within the bounds.  Each leaf is left before the next is found from the
+   root by the leaf's bound, so a scan holds one leaf at a time and never
+   waits on a writer for long.  ra (or NULL): the scan's read-ahead, kept
+   by the caller from one call to the next: the `window` leaves after the
+   current one are kept asked for, in stretches of at least half of it
+   (window 0: none; at most 1024). */
+struct btree_ra {
+    unsigned window;
+    unsigned ahead;                /* leaves asked for past the current one */
+    unsigned wait;                 /* leaves to go before asking again      */
+};
+typedef int (*btree_leaf_fn)(void *arg, const void *page, unsigned from,
+                             const unsigned char *hi, size_t hilen);
+int  btree_scan_leaves(struct btree *bt, const void *key, size_t klen, int after,
+                       struct btree_ra *ra, btree_leaf_fn fn, void *arg);
+/* The value of slot i of a leaf that fn holds, overflow pages included:
+   up to cap bytes into buf, *vlen its length (cap 0: the length only). */
+int  btree_leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
+                      size_t cap, size_t *vlen);
 
 /* Walks the whole tree: every node passes node_check, levels descend by
    one, separators bound their subtrees, leaves are chained left to right

@@ -11,6 +11,7 @@
 
 #include "btree.h"
 #include "engine.h"
+#include "node.h"
 #include "pager/io.h"
 
 #include <pthread.h>
@@ -546,31 +547,51 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
 
 /* ---- iterators ---------------------------------------------------------------------------- */
 
-/* An iterator copies a run of keys and values out of the tree (at least
-   one key, up to its fill size in bytes), then serves them from its
-   buffer; past the end it copies the run after the last key it served.
-   So it holds no latch between calls, and each key that no write touches
-   during the scan is seen exactly once, in order (README 6).  A seek
-   starts small - a few KiB, no read-ahead - since most scans are short;
+/* An iterator copies a run of whole leaves out of the tree - each leaf's
+   page image, taken under its shared latch, with the values of its
+   overflow cells read beside it - and serves keys and values straight from
+   those images; past the run's end it copies the next run, from the last
+   leaf's upper bound.  So it holds no latch between calls, each step is a
+   slot lookup in a page image rather than a copy, and each key that no
+   write touches during the scan is seen exactly once, in order (README 6).
+   A run is at least one key and ends at the first leaf boundary past its
+   fill size in bytes (or within a leaf, after a long overflow value).  A
+   seek starts small - a leaf, no read-ahead - since most scans are short;
    each refill doubles the run and the read-ahead window, so a long scan
-   soon copies 128 KiB at a time with 256 leaves read ahead (RocksDB's
+   soon copies 128 KiB at a time with 4 MiB of leaves read ahead (RocksDB's
    iterators grow their read-ahead the same way). */
 #define ITER_FILL_MIN   (4u << 10)
 #define ITER_FILL       (128u << 10)
-#define ITER_RA_MIN     8u
-#define ITER_READAHEAD  256u
+#define ITER_RA_MIN     8u              /* leaves                           */
+#define ITER_RA_BYTES   (4u << 20)      /* the window at most               */
+
+struct iter_leaf {
+    size_t   off;                     /* its image in buf                 */
+    unsigned from, end;               /* the slots it serves              */
+};
 
 struct dkv_iter {
-    dkv_db        *db;
-    unsigned char *buf;               /* entries: u32 klen, u32 vlen, key, value */
-    size_t         len, cap, pos;
-    int            valid;
-    int            done;              /* the tree has nothing after buf  */
-    int            error;
-    unsigned char  last[DKV_KEY_MAX];
-    size_t         last_len;
-    size_t         fill;              /* bytes a run copies at most       */
-    unsigned       ra;                /* leaves read ahead (0: none)      */
+    dkv_db           *db;
+    unsigned char    *buf;            /* the run's leaf images            */
+    size_t            cap;
+    struct iter_leaf *leaves;
+    unsigned          nleaves, leaves_cap;
+    unsigned char    *ovf;            /* its overflow values, in order:
+                                         u64 length, bytes               */
+    size_t            ovf_len, ovf_cap;
+    unsigned          cur, slot;      /* the entry served                 */
+    size_t            ovf_pos;        /* the next overflow value in ovf   */
+    const unsigned char *key, *val;
+    size_t            klen, vlen;
+    int               is_ovf;         /* val lies in ovf                  */
+    int               valid;
+    int               done;           /* the tree has nothing after the run */
+    int               error;
+    unsigned char     next[DKV_KEY_MAX]; /* where the next run starts     */
+    size_t            next_len;
+    int               next_after;     /* after next (a run cut in a leaf) */
+    size_t            fill;           /* bytes a run copies at least      */
+    struct btree_ra   ra;             /* the scan's read-ahead            */
 };
 
 DKV_EXPORT int dkv_iter_new(dkv_db *db, dkv_iter **itp)
@@ -590,21 +611,115 @@ DKV_EXPORT int dkv_iter_new(dkv_db *db, dkv_iter **itp)
     return DKV_OK;
 }
 
-static int iter_take(void *arg, const unsigned char *key, size_t klen,
-                     const unsigned char *val, size_t vlen)
+static size_t run_bytes(const dkv_iter *it)
+{
+    return (size_t)it->nleaves * it->db->ps + it->ovf_len;
+}
+
+/* The overflow values of slots [from, n) of a latched leaf, appended to
+   ovf; stops at a value once the run is full (*end: the first slot not
+   taken).  A run is never full on entry (iter_take ends it after the leaf
+   that fills it), so the leaf's first key is always taken. */
+static int iter_take_ovf(dkv_iter *it, const void *page, unsigned from, unsigned n,
+                         unsigned *end)
+{
+    unsigned i;
+
+    for (i = from; i < n; i++) {
+        size_t vl, got;
+        unsigned flags;
+        int rc;
+
+        node_value(page, i, &vl, &flags);
+        if (!(flags & NODE_VAL_OVERFLOW))
+            continue;
+        if (i > from && run_bytes(it) >= it->fill)
+            break;
+        rc = btree_leaf_value(it->db->bt, page, i, NULL, 0, &vl);
+        if (rc == DKV_OK)
+            rc = grow(&it->ovf, &it->ovf_cap, it->ovf_len + 8 + vl);
+        if (rc == DKV_OK)
+            rc = btree_leaf_value(it->db->bt, page, i, it->ovf + it->ovf_len + 8,
+                                  vl, &got);
+        if (rc != DKV_OK)
+            return rc;
+        memcpy(it->ovf + it->ovf_len, &(uint64_t){ vl }, 8);
+        it->ovf_len += 8 + vl;
+    }
+    *end = i;
+    return DKV_OK;
+}
+
+/* btree_scan_leaves' callback: one leaf into the run.  1: the run is full. */
+static int iter_take(void *arg, const void *page, unsigned from,
+                     const unsigned char *hi, size_t hilen)
 {
     dkv_iter *it = arg;
-    size_t need = it->len + 8 + klen + vlen;
+    unsigned n = node_count(page), end;
+    struct iter_leaf *l;
+    int rc;
 
-    if (grow(&it->buf, &it->cap, need) != DKV_OK)
-        return DKV_ERR_NOMEM;
-    memcpy(it->buf + it->len, &(uint32_t){ (uint32_t)klen }, 4);
-    memcpy(it->buf + it->len + 4, &(uint32_t){ (uint32_t)vlen }, 4);
-    memcpy(it->buf + it->len + 8, key, klen);
-    if (vlen > 0)
-        memcpy(it->buf + it->len + 8 + klen, val, vlen);
-    it->len = need;
-    return it->len >= it->fill;       /* 1: enough for now */
+    it->next_after = 0;
+    if (hilen == 0)
+        it->done = 1;
+    else
+        memcpy(it->next, hi, it->next_len = hilen);
+    if (from >= n)
+        return 0;                     /* no keys here: on to the next leaf */
+    rc = iter_take_ovf(it, page, from, n, &end);
+    if (rc == DKV_OK && it->nleaves == it->leaves_cap) {
+        unsigned c = it->leaves_cap ? 2 * it->leaves_cap : 8;
+        struct iter_leaf *nl = realloc(it->leaves, c * sizeof(*nl));
+        rc = nl ? DKV_OK : DKV_ERR_NOMEM;
+        if (nl) {
+            it->leaves = nl;
+            it->leaves_cap = c;
+        }
+    }
+    if (rc == DKV_OK)
+        rc = grow(&it->buf, &it->cap, run_bytes(it) - it->ovf_len + it->db->ps);
+    if (rc != DKV_OK)
+        return rc;
+    l = &it->leaves[it->nleaves++];
+    l->off = (size_t)(it->nleaves - 1) * it->db->ps;
+    l->from = from;
+    l->end = end;
+    memcpy(it->buf + l->off, page, it->db->ps);
+    if (end < n) {                    /* cut after a long value           */
+        size_t kl;
+        const unsigned char *k = node_key(page, end - 1, &kl);
+        memcpy(it->next, k, it->next_len = kl);
+        it->next_after = 1;
+        it->done = 0;
+        return 1;
+    }
+    return run_bytes(it) >= it->fill;
+}
+
+/* Points key and value at the entry (cur, slot), moving on to the next
+   leaf of the run past a leaf's end.  0 when the run is used up. */
+static int iter_settle(dkv_iter *it)
+{
+    const unsigned char *page;
+    unsigned flags;
+
+    while (it->cur < it->nleaves && it->slot >= it->leaves[it->cur].end) {
+        if (++it->cur < it->nleaves)
+            it->slot = it->leaves[it->cur].from;
+    }
+    if (it->cur >= it->nleaves)
+        return 0;
+    page = it->buf + it->leaves[it->cur].off;
+    it->key = node_key(page, it->slot, &it->klen);
+    it->val = node_value(page, it->slot, &it->vlen, &flags);
+    it->is_ovf = (flags & NODE_VAL_OVERFLOW) != 0;
+    if (it->is_ovf) {
+        uint64_t vl;
+        memcpy(&vl, it->ovf + it->ovf_pos, 8);
+        it->val = it->ovf + it->ovf_pos + 8;
+        it->vlen = (size_t)vl;
+    }
+    return 1;
 }
 
 /* Copies the next run: from key (after it when after). */
@@ -612,28 +727,27 @@ static int iter_fill(dkv_iter *it, const void *key, size_t klen, int after)
 {
     int rc;
 
-    it->len = it->pos = 0;
-    rc = btree_scan(it->db->bt, key, klen, after, it->ra, iter_take, it);
-    it->done = rc == DKV_OK && it->len < it->fill;
+    it->nleaves = 0;
+    it->ovf_len = it->ovf_pos = 0;
+    it->cur = 0;
+    it->done = 0;
+    rc = btree_scan_leaves(it->db->bt, key, klen, after, &it->ra, iter_take, it);
     /* The next run: twice the bytes; read-ahead from the third run on
        (the scan has gone past a few leaves), then twice the window. */
     it->fill = it->fill * 2 < ITER_FILL ? it->fill * 2 : ITER_FILL;
-    if (it->ra > 0)
-        it->ra = it->ra * 2 < ITER_READAHEAD ? it->ra * 2 : ITER_READAHEAD;
+    if (it->ra.window > 0)
+        it->ra.window = it->ra.window * 2 < ITER_RA_BYTES / it->db->ps
+                        ? it->ra.window * 2 : ITER_RA_BYTES / it->db->ps;
     else if (it->fill > 2 * ITER_FILL_MIN)
-        it->ra = ITER_RA_MIN;
+        it->ra.window = ITER_RA_MIN;
     if (rc < 0) {
         it->error = rc;
         it->valid = 0;
         return rc;
     }
-    it->valid = it->len > 0;
-    if (it->valid) {
-        uint32_t kl;
-        memcpy(&kl, it->buf, 4);
-        memcpy(it->last, it->buf + 8, kl);
-        it->last_len = kl;
-    }
+    it->done |= it->nleaves == 0;     /* the leaves ended with no key      */
+    it->slot = it->nleaves > 0 ? it->leaves[0].from : 0;
+    it->valid = iter_settle(it);
     return DKV_OK;
 }
 
@@ -643,7 +757,7 @@ DKV_EXPORT int dkv_iter_seek(dkv_iter *it, const void *key, size_t klen)
         return DKV_ERR_INVALID;
     it->error = 0;
     it->fill = ITER_FILL_MIN;
-    it->ra = 0;
+    memset(&it->ra, 0, sizeof(it->ra));
     return iter_fill(it, key, key ? klen : 0, 0);
 }
 
@@ -654,57 +768,44 @@ DKV_EXPORT int dkv_iter_valid(const dkv_iter *it)
 
 DKV_EXPORT int dkv_iter_next(dkv_iter *it)
 {
-    uint32_t kl, vl;
-
     if (it == NULL)
         return DKV_ERR_INVALID;
     if (!it->valid)
         return it->error ? it->error : DKV_ERR_INVALID;
-    memcpy(&kl, it->buf + it->pos, 4);
-    memcpy(&vl, it->buf + it->pos + 4, 4);
-    it->pos += 8 + (size_t)kl + vl;
-    if (it->pos < it->len) {
-        memcpy(&kl, it->buf + it->pos, 4);
-        memcpy(it->last, it->buf + it->pos + 8, kl);
-        it->last_len = kl;
+    if (it->is_ovf)
+        it->ovf_pos += 8 + it->vlen;
+    it->slot++;
+    if (iter_settle(it))
         return DKV_OK;
-    }
     if (it->done) {
         it->valid = 0;
         return DKV_OK;
     }
-    return iter_fill(it, it->last, it->last_len, 1);
+    return iter_fill(it, it->next, it->next_len, it->next_after);
 }
 
 DKV_EXPORT const void *dkv_iter_key(const dkv_iter *it, size_t *klen)
 {
-    uint32_t kl;
-
     if (it == NULL || !it->valid) {
         if (klen)
             *klen = 0;
         return NULL;
     }
-    memcpy(&kl, it->buf + it->pos, 4);
     if (klen)
-        *klen = kl;
-    return it->buf + it->pos + 8;
+        *klen = it->klen;
+    return it->key;
 }
 
 DKV_EXPORT const void *dkv_iter_value(const dkv_iter *it, size_t *vlen)
 {
-    uint32_t kl, vl;
-
     if (it == NULL || !it->valid) {
         if (vlen)
             *vlen = 0;
         return NULL;
     }
-    memcpy(&kl, it->buf + it->pos, 4);
-    memcpy(&vl, it->buf + it->pos + 4, 4);
     if (vlen)
-        *vlen = vl;
-    return it->buf + it->pos + 8 + kl;
+        *vlen = it->vlen;
+    return it->val;
 }
 
 DKV_EXPORT void dkv_iter_free(dkv_iter *it)
@@ -713,6 +814,8 @@ DKV_EXPORT void dkv_iter_free(dkv_iter *it)
         return;
     __atomic_sub_fetch(&it->db->iters, 1, __ATOMIC_ACQ_REL);
     free(it->buf);
+    free(it->leaves);
+    free(it->ovf);
     free(it);
 }
 

@@ -1938,6 +1938,69 @@ static void test_bad_open_arguments(void **state)
     fx_close(fx);
 }
 
+/* Long values in a scan: leaves full of overflow references, so the
+   iterator's runs end inside leaves (after a value that fills them) as
+   well as at leaf ends, from the start and from seeks between. */
+#define LV_KEYS 160u
+
+static size_t lv_len(unsigned i)
+{
+    return i % 3 == 0 ? 10 + i : (20u << 10) + 1000u * (i % 7);
+}
+
+static unsigned char lv_byte(unsigned i, size_t j)
+{
+    return (unsigned char)(i * 31u + j * 7u + (j >> 9));
+}
+
+static void test_iter_long_values(void **state)
+{
+    struct fx *fx = *state;
+    unsigned char *v = malloc(40u << 10);
+    unsigned i, start, pass;
+    char key[16];
+
+    assert_non_null(v);
+    fx->opts.commit_mode = DKV_COMMIT_ASYNC;
+    fx_open(fx);
+    for (i = 0; i < LV_KEYS; i++) {
+        size_t j, len = lv_len(i);
+        for (j = 0; j < len; j++)
+            v[j] = lv_byte(i, j);
+        snprintf(key, sizeof(key), "lv%05u", i);
+        assert_rc(dkv_put(fx->db, key, strlen(key), v, len), DKV_OK);
+    }
+    for (pass = 0; pass < 2; pass++) {
+        for (start = 0; start < LV_KEYS; start += 37) {
+            dkv_iter *it = NULL;
+            assert_rc(dkv_iter_new(fx->db, &it), DKV_OK);
+            snprintf(key, sizeof(key), "lv%05u", start);
+            assert_rc(dkv_iter_seek(it, start ? key : NULL, start ? strlen(key) : 0),
+                      DKV_OK);
+            for (i = start; dkv_iter_valid(it); i++) {
+                size_t kl = 0, vl = 0, j;
+                const void *k = dkv_iter_key(it, &kl);
+                const unsigned char *val = dkv_iter_value(it, &vl);
+                char want[16];
+                assert_true(i < LV_KEYS);
+                snprintf(want, sizeof(want), "lv%05u", i);
+                assert_int_equal(kl, strlen(want));
+                assert_memory_equal(k, want, kl);
+                assert_int_equal(vl, lv_len(i));
+                for (j = 0; j < vl; j++)
+                    if (val[j] != lv_byte(i, j))
+                        fail_msg("key %u: byte %zu differs", i, j);
+                assert_rc(dkv_iter_next(it), DKV_OK);
+            }
+            assert_int_equal(i, LV_KEYS);
+            dkv_iter_free(it);
+        }
+        fx_reopen(fx);
+    }
+    fx_close(fx);
+    free(v);
+}
+
 static void test_iter_empty(void **state)
 {
     struct fx *fx = *state;
@@ -2010,6 +2073,7 @@ int main(void)
         T(test_page_size_checks),
         T(test_bad_open_arguments),
         T(test_iter_empty),
+        T(test_iter_long_values),
         M(test_model_default_pool),
         M(test_model_16k_pages),
         M(test_model_tiny_pool),
