@@ -157,6 +157,8 @@ void     kv_cgroup_remove(struct kv_cgroup *cg);
 #define MEM_POOL_FACTOR     3u           /* in-memory budget: x the raw data */
 #define FILLSEQ_BATCH       1000u
 #define FIO_DEPTH_MULTIGET  32u
+#define FIO_SEQ_BLOCK       (256u << 10) /* readseq's reference: sequential */
+#define FIO_SEQ_DEPTH       4u           /* reads of 256 KiB at depth 4     */
 #define RAND_BUF_LEN        (1u << 20)   /* value bytes are cut from here    */
 #define REPEAT_MAX          99u
 #define SWEEP_POINTS        6u           /* 1/16 .. 2 x the raw data         */

@@ -118,8 +118,10 @@ static void print_summary_row(const struct kv_ctx *x, const struct kv_record *ke
     printf("%-17s %7u", key->benchmark, key->threads);
     for (c = 0; c < ncols; c++) {
         const struct kv_record *r = kv_find_record(x, cols[c], key->benchmark, key->threads);
-        if (r != NULL)
+        if (r != NULL && r->ops_per_sec > 0)
             printf(" %13.0f", r->ops_per_sec);
+        else if (r != NULL && r->mb_per_sec > 0)      /* fio beside readseq */
+            printf(" %8.0f MB/s", r->mb_per_sec);
         else
             printf(" %13s", "-");
     }
@@ -281,7 +283,9 @@ void kv_print_summary(const struct kv_ctx *x)
             print_summary_row(x, &x->recs[i], cols, ncols);
     printf("(readwhilewriting: the readers' ops/sec; multiget: keys/sec, 64 a call;\n"
            " fio: %u-byte random reads of dkv-direct's data file at iodepth = threads\n"
-           " for readrandom, %u for multiget)\n", x->cfg.page_size, FIO_DEPTH_MULTIGET);
+           " for readrandom, %u for multiget; %u KiB sequential reads at iodepth %u\n"
+           " beside readseq)\n", x->cfg.page_size, FIO_DEPTH_MULTIGET,
+           FIO_SEQ_BLOCK >> 10, FIO_SEQ_DEPTH);
     print_scaling(x, "readrandom_mem");
     print_scaling(x, "readrandom");
     print_scanresist(x);
