@@ -932,8 +932,14 @@ int btree_scan_leaves(struct btree *bt, const void *key, size_t klen, int after,
             break;
         page = frame_data(f);
         if (tlen > 0) {
-            from = node_search(page, target, tlen, &found);
-            from += after && found;
+            size_t kl = 0;
+            const unsigned char *k0 = node_count(page) > 0 ? node_key(page, 0, &kl) : NULL;
+            /* From the previous leaf's bound, the first key is above the
+               target: no search. */
+            if (k0 != NULL && node_key_cmp(k0, kl, target, tlen) > 0)
+                from = 0;
+            else
+                from = node_search(page, target, tlen, &found) + (after && found);
         }
         if (!leaf_keys_ordered(page, from, target, tlen, hi, hilen))
             rc = PAGER_CORRUPT(frame_page_no(f), "B+tree keys out of order");

@@ -563,7 +563,7 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
 #define ITER_FILL_MIN   (4u << 10)
 #define ITER_FILL       (128u << 10)
 #define ITER_RA_MIN     8u              /* leaves                           */
-#define ITER_RA_BYTES   (4u << 20)      /* the window at most               */
+#define ITER_RA_BYTES   (4u << 20)      /* the window at most (iter_ra_max) */
 
 struct iter_leaf {
     size_t   off;                     /* its image in buf                 */
@@ -722,6 +722,17 @@ static int iter_settle(dkv_iter *it)
     return 1;
 }
 
+/* The read-ahead window at most, in leaves: ITER_RA_BYTES, and no more
+   than a quarter of the pool (as much as pool_prefetch starts at once), so
+   that what is read ahead stays in the pool until the scan gets there. */
+static unsigned iter_ra_max(const dkv_db *db)
+{
+    uint64_t n = ITER_RA_BYTES / db->ps;
+
+    n = n < db->frames / 4 ? n : db->frames / 4;
+    return n > ITER_RA_MIN ? (unsigned)n : ITER_RA_MIN;
+}
+
 /* Copies the next run: from key (after it when after). */
 static int iter_fill(dkv_iter *it, const void *key, size_t klen, int after)
 {
@@ -736,8 +747,8 @@ static int iter_fill(dkv_iter *it, const void *key, size_t klen, int after)
        (the scan has gone past a few leaves), then twice the window. */
     it->fill = it->fill * 2 < ITER_FILL ? it->fill * 2 : ITER_FILL;
     if (it->ra.window > 0)
-        it->ra.window = it->ra.window * 2 < ITER_RA_BYTES / it->db->ps
-                        ? it->ra.window * 2 : ITER_RA_BYTES / it->db->ps;
+        it->ra.window = it->ra.window * 2 < iter_ra_max(it->db)
+                        ? it->ra.window * 2 : iter_ra_max(it->db);
     else if (it->fill > 2 * ITER_FILL_MIN)
         it->ra.window = ITER_RA_MIN;
     if (rc < 0) {

@@ -22,19 +22,8 @@
 static unsigned char *bytes(void *page) { return page; }
 static const unsigned char *cbytes(const void *page) { return page; }
 
-int node_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-
-    if (c != 0)
-        return c;
-    return (alen > blen) - (alen < blen);
-}
-
 /* ---- header ---------------------------------------------------------------------- */
 
-unsigned node_count(const void *page) { return load_le16(cbytes(page) + NODE_OFF_COUNT); }
-unsigned node_level(const void *page) { return cbytes(page)[NODE_OFF_LEVEL]; }
 uint32_t node_right(const void *page) { return load_le32(cbytes(page) + NODE_OFF_RIGHT); }
 uint32_t node_leftmost(const void *page) { return load_le32(cbytes(page) + NODE_OFF_LEFTMOST); }
 
@@ -57,7 +46,7 @@ static void set_garbage(void *page, uint32_t v) { store_le32(bytes(page) + NODE_
 
 static uint32_t slot_off(const void *page, unsigned i)
 {
-    return load_le16(cbytes(page) + NODE_HEADER_SIZE + NODE_SLOT_SIZE * i);
+    return node_slot_off(page, i);
 }
 
 static void set_slot(void *page, unsigned i, uint32_t off)
@@ -83,14 +72,6 @@ static uint32_t cell_bytes(const void *page, uint32_t off)
     if (node_level(page) > 0)
         return NODE_INNER_CELL_HDR + klen;
     return NODE_LEAF_CELL_HDR + klen + load_le32(c + 2);
-}
-
-const unsigned char *node_key(const void *page, unsigned i, size_t *klen)
-{
-    const unsigned char *c = cbytes(page) + slot_off(page, i);
-
-    *klen = load_le16(c);
-    return c + (node_level(page) > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR);
 }
 
 const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NODE_OFF_COUNT      24
 #define NODE_OFF_LEVEL      26
@@ -46,22 +47,65 @@
 
 #define NODE_KEY_MAX        2048u     /* longest key a node accepts        */
 
-/* Orders two keys: memcmp, then the shorter first. */
-int      node_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
+/* Orders two keys: memcmp, then the shorter first.  Inline, eight bytes
+   at a time: lookups and scans compare keys more than they do anything
+   else, and most keys are short. */
+static inline int node_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    const unsigned char *x = a, *y = b;
+    size_t n = alen < blen ? alen : blen, i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t u, v;
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        if (u != v) {
+            u = __builtin_bswap64(u);       /* big-endian: memcmp's order */
+            v = __builtin_bswap64(v);
+            return u < v ? -1 : 1;
+        }
+    }
+    for (; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return (alen > blen) - (alen < blen);
+}
 
 /* Lays out an empty node of level (0: leaf) in page (its common header is
    the caller's: page_init). */
 void     node_init(void *page, uint32_t page_size, unsigned level);
 
-unsigned node_count(const void *page);
-unsigned node_level(const void *page);
+static inline unsigned node_count(const void *page)
+{
+    const unsigned char *p = page;
+    return (unsigned)p[NODE_OFF_COUNT] | (unsigned)p[NODE_OFF_COUNT + 1] << 8;
+}
+
+static inline unsigned node_level(const void *page)
+{
+    return ((const unsigned char *)page)[NODE_OFF_LEVEL];
+}
+
+/* The cell offset in slot i (i < count). */
+static inline uint32_t node_slot_off(const void *page, unsigned i)
+{
+    const unsigned char *p = (const unsigned char *)page + NODE_HEADER_SIZE +
+                             NODE_SLOT_SIZE * i;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
 uint32_t node_right(const void *page);
 void     node_set_right(void *page, uint32_t page_no);
 uint32_t node_leftmost(const void *page);
 void     node_set_leftmost(void *page, uint32_t page_no);
 
 /* The key of slot i (i < count); *klen its length. */
-const unsigned char *node_key(const void *page, unsigned i, size_t *klen);
+static inline const unsigned char *node_key(const void *page, unsigned i, size_t *klen)
+{
+    const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i);
+
+    *klen = (size_t)c[0] | (size_t)c[1] << 8;
+    return c + (node_level(page) > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR);
+}
 /* A leaf's value of slot i: bytes, length and flags (NODE_VAL_*). */
 const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,
                                 unsigned *flags);
