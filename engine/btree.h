@@ -113,7 +113,7 @@ int  btree_leaf_for(struct btree *bt, const void *key, size_t klen,
    root by the leaf's bound, so a scan holds one leaf at a time and never
    waits on a writer for long.  ra (or NULL): the scan's read-ahead, kept
    by the caller from one call to the next: the `window` leaves after the
-   current one are kept asked for, in stretches of at least half of it
+   current one are kept asked for, in stretches of at least a quarter of it
    (window 0: none; at most 1024). */
 struct btree_ra {
     unsigned window;
