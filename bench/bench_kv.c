@@ -1828,8 +1828,10 @@ static void keep_median(struct kv_ctx *x, unsigned n)
 static int run_repeated(struct kv_ctx *x, struct kv_db *db, int bench,
                         unsigned readers)
 {
-    unsigned n = kv_bench_defs[bench].shape == SHAPE_TIMED || bench == B_READSEQ
-                 ? x->cfg.repeat : 1, done = 0;
+    unsigned n = kv_bench_defs[bench].shape == SHAPE_TIMED ? x->cfg.repeat
+               : bench == B_READSEQ ? (x->cfg.repeat > READSEQ_RUNS ? x->cfg.repeat
+                                                                    : READSEQ_RUNS)
+               : 1, done = 0;
     int rc = DKV_OK;
 
     if (n <= 1)

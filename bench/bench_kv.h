@@ -157,6 +157,11 @@ void     kv_cgroup_remove(struct kv_cgroup *cg);
 #define MEM_POOL_FACTOR     3u           /* in-memory budget: x the raw data */
 #define FILLSEQ_BATCH       1000u
 #define FIO_DEPTH_MULTIGET  32u
+/* readseq runs at least this many times, the median reported: on a
+   virtual disk the first read of a file just written can be much slower
+   than the next ones (the host has not cached it), and fio's sequential
+   reference reads the file many times over. */
+#define READSEQ_RUNS        3u
 #define FIO_SEQ_BLOCK       (256u << 10) /* readseq's reference: sequential */
 #define FIO_SEQ_DEPTH       4u           /* reads of 256 KiB at depth 4     */
 #define RAND_BUF_LEN        (1u << 20)   /* value bytes are cut from here    */

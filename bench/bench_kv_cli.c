@@ -84,7 +84,7 @@ void bench_kv_usage(FILE *out)
         "  --sweep-pool       readrandom at budgets 1/16..2x the raw data, every\n"
         "                     engine (alone, unless --benchmarks is given too)\n"
         "  --repeat=N         run each timed phase and readseq N times, report the\n"
-        "                     median run (default 1)\n"
+        "                     median run (default 1; readseq at least 3)\n"
         "  --mem-limit=SIZE   run each engine in a child process in a memory cgroup\n"
         "                     of SIZE (v2 or v1; needs root), page cache included;\n"
         "                     says so when it cannot be enforced\n"
