@@ -260,6 +260,10 @@ struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *versio
 struct frame *pool_opt_peek(struct pool *pool, uint32_t page_no, uint64_t *version);
 /* 1 when f still holds the same page, unchanged since pool_opt_fix. */
 int   pool_opt_valid(const struct frame *f, uint64_t version);
+/* 1 when the latched page f is exactly as it was read from the file and
+   checked by pool_config.page_check (P0): no X latch since.  0 for a page
+   created in the pool or changed, and when there is no page_check. */
+int   pool_unchanged_since_read(const struct pool *pool, const struct frame *f);
 /* Records a change to an X-fixed page: sets the page's LSN and puts it on
    the flush list if it was clean (P3). */
 void  pool_mark_dirty(struct pool *pool, struct frame *f, uint64_t lsn);

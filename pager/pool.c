@@ -284,6 +284,8 @@ static void read_finish(struct pool *pool, struct frame *f, int rc)
     struct pool_part *part = pool_part_of(pool, f->page_no);
 
     f->empty = rc == DKV_NOTFOUND;
+    if (rc == DKV_OK)
+        atomic_store(&f->read_version, atomic_load(&f->version));
     if (rc == DKV_NOTFOUND)
         rc = DKV_OK;
     atomic_fetch_add(&pool->pages_read, 1);
@@ -583,6 +585,7 @@ static struct frame *frame_assign(struct pool *pool, struct frame *f,
     f->io_slot = (unsigned)(slot - pool->slots);
     f->read_rc = 0;
     f->empty = 0;
+    atomic_store(&f->read_version, UINT64_MAX);
     atomic_store(&f->pin_count, pins);
     atomic_store(&f->state, state);
     hash_insert(part, f);
@@ -796,6 +799,12 @@ struct frame *pool_opt_fix(struct pool *pool, uint32_t page_no, uint64_t *versio
 struct frame *pool_opt_peek(struct pool *pool, uint32_t page_no, uint64_t *version)
 {
     return opt_find(pool, page_no, version, 1);
+}
+
+int pool_unchanged_since_read(const struct pool *pool, const struct frame *f)
+{
+    return pool->cfg.page_check != NULL &&
+           atomic_load(&f->read_version) == atomic_load(&f->version);
 }
 
 int pool_opt_valid(const struct frame *f, uint64_t version)

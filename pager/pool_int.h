@@ -71,6 +71,9 @@ struct frame {
        the same even value before and after reading the bytes read a
        consistent page. */
     _Atomic uint64_t  version;
+    /* version when the page was read and passed the read-time checks (P0);
+       UINT64_MAX for a page created in the pool or not read whole. */
+    _Atomic uint64_t  read_version;
     /* LRU: under pool->lru_lock; old and times also read without it. */
     struct frame     *lru_prev, *lru_next;
     atomic_int        in_lru;

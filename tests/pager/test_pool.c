@@ -1365,6 +1365,87 @@ static void test_prefetch_merges_neighbours(void **state)
     assert_rc(pool_check(fx->pool), DKV_OK);
 }
 
+/* A run reads over up to POOL_RUN_GAP pages it was not asked for (pages
+   already held) rather than splitting: one request for 40 pages with every
+   tenth held, and a held page changed in memory keeps its change (the
+   bytes read over it are thrown away). */
+static void test_prefetch_reads_over_held_pages(void **state)
+{
+    struct fx *fx = *state;
+    uint32_t list[40];
+    struct pool_stats a, b;
+    struct frame *f;
+    unsigned i, n = 0;
+
+    fx_load(fx, 60);
+    fx_open(fx, 256, POOL_NO_CLEANER);
+    for (i = 10; i <= 40; i += 10)
+        touch(fx, i);
+    assert_rc(pool_fix(fx->pool, 20, POOL_X, 0, &f), DKV_OK);
+    body_write(frame_data(f), 20, 1);           /* a change not on disk */
+    pool_mark_dirty(fx->pool, f, ++fx->lsn);
+    pool_unfix(fx->pool, f);
+    for (i = 1; i <= 44; i++)
+        if (i % 10 != 0)
+            list[n++] = i;
+    a = fx_stats(fx);
+    assert_rc(pool_prefetch(fx->pool, list, n), DKV_OK);
+    b = fx_stats(fx);
+    assert_int_equal(b.prefetched - a.prefetched, n);
+    assert_int_equal(b.read_requests - a.read_requests, 1);
+    for (i = 1; i <= 44; i++) {
+        if (i == 20)
+            continue;
+        touch(fx, i);
+    }
+    assert_rc(pool_fix(fx->pool, 20, POOL_S, 0, &f), DKV_OK);
+    if (!body_ok(frame_data(f), 20, 1))
+        fail_msg("%s", body_diff(frame_data(f), 20, 1));
+    pool_unfix(fx->pool, f);
+    assert_int_equal(fx_stats(fx).reads_inflight, 0);
+    assert_rc(pool_check(fx->pool), DKV_OK);
+}
+
+static int accept_page(void *arg, const void *page, uint32_t page_size, uint32_t pno)
+{
+    (void)arg;
+    (void)page;
+    (void)page_size;
+    (void)pno;
+    return DKV_OK;
+}
+
+/* pool_unchanged_since_read: 1 for a page as read and checked, 0 once it
+   was X-latched, for a page made in the pool, and with no page check. */
+static void test_unchanged_since_read(void **state)
+{
+    struct fx *fx = *state;
+    struct pool_config cfg;
+    struct frame *f;
+
+    fx_load(fx, 8);
+    cfg = fx_config(fx, 64, POOL_NO_CLEANER);
+    cfg.page_check = accept_page;
+    fx_open_cfg(fx, &cfg);
+    assert_rc(pool_fix(fx->pool, 3, POOL_S, 0, &f), DKV_OK);
+    assert_true(pool_unchanged_since_read(fx->pool, f));
+    pool_unfix(fx->pool, f);
+    assert_rc(pool_fix(fx->pool, 3, POOL_X, 0, &f), DKV_OK);
+    assert_false(pool_unchanged_since_read(fx->pool, f));
+    pool_unfix(fx->pool, f);
+    assert_rc(pool_fix(fx->pool, 3, POOL_S, 0, &f), DKV_OK);
+    assert_false(pool_unchanged_since_read(fx->pool, f));   /* and stays so */
+    pool_unfix(fx->pool, f);
+    assert_rc(pool_page_alloc(fx->pool, PAGE_TYPE_TEST, ++fx->lsn, &f), DKV_OK);
+    assert_false(pool_unchanged_since_read(fx->pool, f));
+    pool_unfix(fx->pool, f);
+    fx_close(fx);
+    fx_open(fx, 64, POOL_NO_CLEANER);            /* no page_check */
+    assert_rc(pool_fix(fx->pool, 4, POOL_S, 0, &f), DKV_OK);
+    assert_false(pool_unchanged_since_read(fx->pool, f));
+    pool_unfix(fx->pool, f);
+}
+
 /* Recovery: a page changed by the first record of an MTR is not written
    before the MTR's last record is applied (pool_int.h, redo_holding): on
    disk with the MTR's LSN and part of its records, a crash during recovery
@@ -1497,6 +1578,8 @@ int main(void)
         T(test_meta_survives_reopen),
         T(test_prefetch_then_hits),
         T(test_prefetch_merges_neighbours),
+        T(test_prefetch_reads_over_held_pages),
+        T(test_unchanged_since_read),
         T(test_redo_half_mtr_not_written),
         T(test_all_pinned_nomem),
         T(test_cleaner_keeps_free_frames),
