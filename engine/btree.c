@@ -885,9 +885,12 @@ int btree_leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
 /* Keys leave a scan in strict order and inside the leaf's bounds: a
    damaged leaf whose checksum holds is reported, never returned out of
    order (nor scanned forever).  One comparison a key: neighbours ascend,
-   the first is not below the target and the last is below the bound. */
+   the first is not below the target and the last is below the bound.  A
+   leaf unchanged since node_check passed it at read time (read_checked)
+   is known to ascend: only its bounds are compared. */
 static int leaf_keys_ordered(const void *page, unsigned from, const unsigned char *lo,
-                             size_t lolen, const unsigned char *hi, size_t hilen)
+                             size_t lolen, const unsigned char *hi, size_t hilen,
+                             int read_checked)
 {
     unsigned i, n = node_count(page);
     size_t kl, pl;
@@ -898,6 +901,11 @@ static int leaf_keys_ordered(const void *page, unsigned from, const unsigned cha
     k = node_key(page, from, &kl);
     if (lolen > 0 && node_key_cmp(k, kl, lo, lolen) < 0)
         return 0;
+    if (read_checked) {
+        if (n - 1 > from)
+            k = node_key(page, n - 1, &kl);
+        return hilen == 0 || node_key_cmp(k, kl, hi, hilen) < 0;
+    }
     pk = from > 0 ? node_key(page, from - 1, &pl) : NULL;
     if (pk != NULL && node_key_cmp(pk, pl, k, kl) >= 0)
         return 0;
@@ -944,7 +952,8 @@ int btree_scan_leaves(struct btree *bt, const void *key, size_t klen, int after,
             else
                 from = node_search(page, target, tlen, &found) + (after && found);
         }
-        if (!leaf_keys_ordered(page, from, target, tlen, hi, hilen))
+        if (!leaf_keys_ordered(page, from, target, tlen, hi, hilen,
+                               pool_unchanged_since_read(bt->pool, f)))
             rc = PAGER_CORRUPT(frame_page_no(f), "B+tree keys out of order");
         else
             rc = fn(arg, page, from, hi, hilen);
