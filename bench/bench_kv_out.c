@@ -204,7 +204,7 @@ static void print_scanresist(const struct kv_ctx *x)
         if (r->scan_seconds == 0)
             continue;
         if (!header++)
-            printf("\nscanresist: reads of a hot set (keys of half the budget) before a "
+            printf("\nscanresist: reads of a hot set (pages of half the budget) before a "
                    "full scan -> in the %.2f s after it\n", SCAN_AFTER);
         if (r->hit_pct >= 0 && r->before_hit_pct >= 0)
             snprintf(hits, sizeof(hits), "hit%% %5.1f -> %5.1f", r->before_hit_pct,
