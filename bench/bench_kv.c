@@ -1117,11 +1117,12 @@ static void scan_row(struct kv_worker *kw, struct scan_clock *c, uint64_t bytes)
 static int scan_dkv(struct kv_worker *kw)
 {
     dkv_iter *it;
+    struct scan_clock c;
     int rc = dkv_iter_new(kw->conn->db->dkv, &it);
 
     if (rc != DKV_OK)
         return rc;
-    struct scan_clock c = scan_clock_start();
+    c = scan_clock_start();
     rc = dkv_iter_seek(it, NULL, 0);
     while (rc == DKV_OK && dkv_iter_valid(it) && !bench_stopping(&kw->w)) {
         size_t kl, vl;
@@ -2009,51 +2010,88 @@ static unsigned max_threads(const struct kv_ctx *x, int bench)
     return most;
 }
 
-/* fio's random reads of one page at depth `depth` over dkv-direct's data
-   file, with the backend dkv used, as the device's ceiling for a read
-   benchmark (recorded beside it, with threads = the benchmark's). */
-static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
-                       unsigned threads, unsigned depth)
+/* The size of db's data file, and its path in path (PATH_MAX + 16). */
+static uint64_t data_file(const struct kv_db *db, char *path)
 {
-    char path[PATH_MAX + 16], quoted[2 * PATH_MAX + 64], cmd[4096], runtime[32];
-    const struct kv_record *mine = kv_find_record(x, db->name, kv_bench_defs[bench].name,
-                                               threads);
-    struct kv_record *rec;
     uint64_t size = 0;
-    double iops;
+
+    snprintf(path, PATH_MAX + 16, "%s/data.dkv", db->dir);
+    add_size(path, &size);
+    return size;
+}
+
+/* Runs fio over the first size bytes of path - rw, bs bytes a request,
+   depth in flight, through the backend mine used - for --duration
+   seconds.  1 with *iops; 0 when it gave no figure (fio said why; it is
+   compared no more). */
+static int fio_on_file(struct kv_ctx *x, const struct kv_record *mine, const char *path,
+                       uint64_t size, const char *rw, unsigned bs, unsigned depth,
+                       double *iops)
+{
+    char quoted[2 * PATH_MAX + 64], cmd[4096], runtime[32];
     int n;
 
-    snprintf(path, sizeof(path), "%s/data.dkv", db->dir);
-    add_size(path, &size);
-    if (!x->use_fio || mine == NULL || size <= x->cfg.pool)
-        return DKV_OK;              /* nothing to compare, or it fits the pool */
     if (bench_shell_quote(quoted, sizeof(quoted), path) < 0)
-        return DKV_OK;
+        return 0;
     bench_fio_runtime(runtime, sizeof(runtime), x->cfg.duration);
     n = snprintf(cmd, sizeof(cmd),
                  "fio --name=dkv --filename=%s --readonly --direct=1 --ioengine=%s "
-                 "--iodepth=%u --bs=%u --rw=randread --runtime=%s --time_based "
-                 "--size=%llu --output-format=json --norandommap --randrepeat=0",
+                 "--iodepth=%u --bs=%u --rw=%s --runtime=%s --time_based "
+                 "--size=%llu --output-format=json%s",
                  quoted, strcmp(mine->io, "psync") == 0 ? "psync" : mine->io,
-                 depth, x->cfg.page_size, runtime, (unsigned long long)size);
-    if (n <= 0 || (size_t)n >= sizeof(cmd) || bench_fio_run(cmd, "read", &iops) != 0) {
-        x->use_fio = 0;                  /* said why; compare no more */
-        return DKV_OK;
+                 depth, bs, rw, runtime, (unsigned long long)(size / bs * bs),
+                 strcmp(rw, "randread") == 0 ? " --norandommap --randrepeat=0" : "");
+    if (n <= 0 || (size_t)n >= sizeof(cmd) || bench_fio_run(cmd, "read", iops) != 0) {
+        x->use_fio = 0;
+        return 0;
     }
-    rec = record_new(x);
+    return 1;
+}
+
+/* A new record for fio beside benchmark bench of mine's (the figures are
+   the caller's to fill in); NULL when out of memory. */
+static struct kv_record *fio_record(struct kv_ctx *x, const char *bench,
+                                    const struct kv_record *mine, unsigned threads,
+                                    unsigned depth)
+{
+    struct kv_record *rec = record_new(x);
+
     if (rec == NULL)
-        return DKV_ERR_NOMEM;
-    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", kv_bench_defs[bench].name);
+        return NULL;
+    snprintf(rec->benchmark, sizeof(rec->benchmark), "%s", bench);
     snprintf(rec->engine, sizeof(rec->engine), "fio");
     snprintf(rec->io, sizeof(rec->io), "%s", mine->io);
     snprintf(rec->durability, sizeof(rec->durability), "-");
     rec->iodepth = depth;
     rec->direct = 1;
     rec->threads = threads;
-    rec->ops_per_sec = iops;
     rec->seconds = x->cfg.duration;
-    rec->ops = (uint64_t)(iops * x->cfg.duration);
     rec->hit_pct = rec->found_pct = -1.0;
+    return rec;
+}
+
+/* fio's random reads of one page at depth `depth` over dkv-direct's data
+   file, with the backend dkv used, as the device's ceiling for a read
+   benchmark (recorded beside it, with threads = the benchmark's). */
+static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
+                       unsigned threads, unsigned depth)
+{
+    char path[PATH_MAX + 16];
+    const struct kv_record *mine = kv_find_record(x, db->name, kv_bench_defs[bench].name,
+                                               threads);
+    uint64_t size = data_file(db, path);
+    struct kv_record *rec;
+    double iops;
+
+    if (!x->use_fio || mine == NULL || size <= x->cfg.pool)
+        return DKV_OK;              /* nothing to compare, or it fits the pool */
+    if (!fio_on_file(x, mine, path, size, "randread", x->cfg.page_size, depth, &iops))
+        return DKV_OK;
+    rec = fio_record(x, kv_bench_defs[bench].name, mine, threads, depth);
+    if (rec == NULL)
+        return DKV_ERR_NOMEM;
+    rec->ops_per_sec = iops;
+    rec->ops = (uint64_t)(iops * x->cfg.duration);
     printf("%-16s : fio randread %u B at iodepth %u on %s's data file: %.0f IOPS; "
            "dkv-direct %.0f ops/s = %.2fx fio, %.2fx in pages read/s\n",
            rec->benchmark, x->cfg.page_size, depth, db->name, iops,
@@ -2069,47 +2107,23 @@ static int fio_compare(struct kv_ctx *x, struct kv_db *db, int bench,
    ops/sec, 0, stays out of the summary's ratios). */
 static int fio_compare_seq(struct kv_ctx *x, struct kv_db *db)
 {
-    char path[PATH_MAX + 16], quoted[2 * PATH_MAX + 64], cmd[4096], runtime[32];
+    char path[PATH_MAX + 16];
     const struct kv_record *mine = kv_find_record(x, db->name, "readseq", 1);
+    uint64_t size = data_file(db, path);
     struct kv_record *rec;
-    uint64_t size = 0;
     double iops, mbps, disk_mbps;
-    int n;
 
-    snprintf(path, sizeof(path), "%s/data.dkv", db->dir);
-    add_size(path, &size);
     if (!x->use_fio || mine == NULL || !(mine->seconds > 0) || size < FIO_SEQ_BLOCK)
         return DKV_OK;
-    if (bench_shell_quote(quoted, sizeof(quoted), path) < 0)
+    if (!fio_on_file(x, mine, path, size, "read", FIO_SEQ_BLOCK, FIO_SEQ_DEPTH, &iops))
         return DKV_OK;
-    bench_fio_runtime(runtime, sizeof(runtime), x->cfg.duration);
-    n = snprintf(cmd, sizeof(cmd),
-                 "fio --name=dkv --filename=%s --readonly --direct=1 --ioengine=%s "
-                 "--iodepth=%u --bs=%u --rw=read --runtime=%s --time_based "
-                 "--size=%llu --output-format=json",
-                 quoted, strcmp(mine->io, "psync") == 0 ? "psync" : mine->io,
-                 FIO_SEQ_DEPTH, FIO_SEQ_BLOCK, runtime,
-                 (unsigned long long)(size / FIO_SEQ_BLOCK * FIO_SEQ_BLOCK));
-    if (n <= 0 || (size_t)n >= sizeof(cmd) || bench_fio_run(cmd, "read", &iops) != 0) {
-        x->use_fio = 0;                  /* said why; compare no more */
-        return DKV_OK;
-    }
     mbps = iops * FIO_SEQ_BLOCK / 1e6;
     disk_mbps = (double)mine->disk_read_bytes / mine->seconds / 1e6;
-    rec = record_new(x);
+    rec = fio_record(x, "readseq", mine, 1, FIO_SEQ_DEPTH);
     if (rec == NULL)
         return DKV_ERR_NOMEM;
-    snprintf(rec->benchmark, sizeof(rec->benchmark), "readseq");
-    snprintf(rec->engine, sizeof(rec->engine), "fio");
-    snprintf(rec->io, sizeof(rec->io), "%s", mine->io);
-    snprintf(rec->durability, sizeof(rec->durability), "-");
-    rec->iodepth = FIO_SEQ_DEPTH;
-    rec->direct = 1;
-    rec->threads = 1;
     rec->mb_per_sec = mbps;
-    rec->seconds = x->cfg.duration;
     rec->disk_read_bytes = (uint64_t)(mbps * 1e6 * x->cfg.duration);
-    rec->hit_pct = rec->found_pct = -1.0;
     printf("%-16s : fio sequential reads of %u KiB at iodepth %u on %s's data file: "
            "%.0f MB/s; the scan read the disk at %.0f MB/s = %.2fx fio, key + value "
            "bytes %.0f MB/s = %.2fx\n",
