@@ -74,20 +74,6 @@ static uint32_t cell_bytes(const void *page, uint32_t off)
     return NODE_LEAF_CELL_HDR + klen + load_le32(c + 2);
 }
 
-const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,
-                                unsigned *flags)
-{
-    const unsigned char *c = cbytes(page) + slot_off(page, i);
-
-    *vlen = load_le32(c + 2);
-    *flags = c[6];
-    return c + NODE_LEAF_CELL_HDR + load_le16(c);
-}
-
-uint32_t node_child(const void *page, unsigned i)
-{
-    return load_le32(cbytes(page) + slot_off(page, i) + 2);
-}
 
 size_t node_leaf_cell_size(size_t klen, size_t vlen)
 {

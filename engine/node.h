@@ -107,10 +107,24 @@ static inline const unsigned char *node_key(const void *page, unsigned i, size_t
     return c + (node_level(page) > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR);
 }
 /* A leaf's value of slot i: bytes, length and flags (NODE_VAL_*). */
-const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,
-                                unsigned *flags);
+static inline const unsigned char *node_value(const void *page, unsigned i, size_t *vlen,
+                                              unsigned *flags)
+{
+    const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i);
+
+    *vlen = (size_t)c[2] | (size_t)c[3] << 8 | (size_t)c[4] << 16 | (size_t)c[5] << 24;
+    *flags = c[6];
+    return c + NODE_LEAF_CELL_HDR + ((size_t)c[0] | (size_t)c[1] << 8);
+}
+
 /* An inner node's child of slot i (keys >= key i). */
-uint32_t node_child(const void *page, unsigned i);
+static inline uint32_t node_child(const void *page, unsigned i)
+{
+    const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i) + 2;
+
+    return (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 |
+           (uint32_t)c[3] << 24;
+}
 /* The child of an inner node that holds key: the leftmost child, or the
    child of the last separator <= key.  *slot: that separator's index + 1
    (0 for the leftmost). */
