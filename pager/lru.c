@@ -137,7 +137,7 @@ static void move_young(struct pool *pool, struct frame *f, int want_old)
     pthread_mutex_unlock(&pool->lru_lock);
 }
 
-void lru_touch(struct pool *pool, struct frame *f)
+void lru_touch(struct pool *pool, struct frame *f, int hot)
 {
     uint64_t now, first;
 
@@ -154,6 +154,11 @@ void lru_touch(struct pool *pool, struct frame *f)
         uint64_t since = atomic_load(&pool->evict_clock) - atomic_load(&f->young_clock);
         if (since >= young_len / 4 + 1)
             move_young(pool, f, 0);
+        return;
+    }
+    if (hot) {                        /* P6e: no old_blocks_time for it */
+        move_young(pool, f, 1);
+        atomic_fetch_add(&pool->made_young, 1);
         return;
     }
     now = pool_now_ms(pool);

@@ -228,8 +228,11 @@ enum pool_fix_flags {
                                         not corruption (recovery)            */
     POOL_FIX_NO_READ      = 1 << 1,  /* the caller overwrites the whole page:
                                         do not read it (X latch only)        */
-    POOL_FIX_TRY          = 1 << 2   /* latch with trylock: DKV_ERR_BUSY (and
+    POOL_FIX_TRY          = 1 << 2,  /* latch with trylock: DKV_ERR_BUSY (and
                                         no pin) when the page is latched     */
+    POOL_FIX_HOT          = 1 << 3   /* a page every lookup passes through (a
+                                        B+tree inner node): a hit on it while
+                                        old makes it young at once (P6e)     */
 };
 
 /* Fixes page_no: pins it (P1: a pinned page is never evicted), reading it

@@ -720,7 +720,7 @@ int pool_fix(struct pool *pool, uint32_t page_no, int latch, int flags,
         frame_unpin(pool, f);
         return rc;
     }
-    lru_touch(pool, f);
+    lru_touch(pool, f, (flags & POOL_FIX_HOT) != 0);
     if (flags & POOL_FIX_TRY) {
         rc = latch == POOL_X ? pthread_rwlock_trywrlock(&f->latch)
                              : pthread_rwlock_tryrdlock(&f->latch);

@@ -185,8 +185,8 @@ void  lru_make_young(struct pool *pool, struct frame *f);
 void  lru_remove(struct pool *pool, struct frame *f);
 void  free_push(struct pool *pool, struct frame *f);
 struct frame *free_pop(struct pool *pool);
-/* Without the lock: the policy on a hit (P6). */
-void  lru_touch(struct pool *pool, struct frame *f);
+/* Without the lock: the policy on a hit (P6); hot: POOL_FIX_HOT (P6e). */
+void  lru_touch(struct pool *pool, struct frame *f, int hot);
 /* Takes a clean, unpinned frame from the LRU tail (evicting it) or the
    free list; NULL when the first POOL_LRU_SCAN frames are all busy.
    *dirty_seen = 1 when it passed over a dirty frame (left as it was

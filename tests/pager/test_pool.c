@@ -378,6 +378,26 @@ static void test_touch_after_old_time_makes_young(void **state)
     assert_int_equal(b.not_young - a.not_young, 0);
 }
 
+/* P6e: a hit with POOL_FIX_HOT (a B+tree inner node) makes an old page
+   young at once, old_blocks_time notwithstanding; the same hit without it
+   leaves the page old. */
+static void test_hot_fix_makes_young_at_once(void **state)
+{
+    struct fx *fx = *state;
+    struct frame *f;
+
+    lru_fill_and_read(fx, OLD_TIME_MS);         /* evicting; 200 just read */
+    assert_false(pool_is_young(fx->pool, 200));
+    assert_rc(pool_fix(fx->pool, 200, POOL_S, POOL_FIX_HOT, &f), DKV_OK);
+    pool_unfix(fx->pool, f);
+    assert_true(pool_is_young(fx->pool, 200));
+    assert_int_equal(pool_lru_position(fx->pool, 200), 0);
+    touch(fx, 199);                             /* read now, touched plainly */
+    touch(fx, 199);
+    assert_false(pool_is_young(fx->pool, 199));
+    assert_rc(pool_check(fx->pool), DKV_OK);
+}
+
 /* With old_blocks_time zero, no wait is needed: the second touch, at the
    same instant, finds the page young at the head. */
 static void test_old_time_zero_second_touch_young(void **state)
@@ -1558,6 +1578,7 @@ int main(void)
         T(test_touch_before_old_time_keeps_old),
         T(test_touch_after_old_time_makes_young),
         T(test_old_time_zero_second_touch_young),
+        T(test_hot_fix_makes_young_at_once),
         T(test_young_head_touch_does_not_move),
         T(test_scan_keeps_hot_set),
         T(test_pinned_page_survives_scan),
