@@ -696,6 +696,14 @@ static void ra_advance(struct btree *bt, struct btree_ra *ra, const void *page,
     ra->wait = 4 * ra->ahead < 3 * window ? window / 8 : 0;
 }
 
+/* The fix flag for a child of page: inner nodes (a parent above level 1)
+   are hot for the pool's LRU (P6e), so that a scan streaming leaves
+   through the old sublist does not evict the nodes every lookup needs. */
+static int inner_hint(const void *page)
+{
+    return node_level(page) >= 2 ? POOL_FIX_HOT : 0;
+}
+
 static int descend(struct btree *bt, const void *key, size_t klen, struct frame **fp,
                    unsigned char *hi, size_t *hilen, struct btree_ra *ra,
                    uint32_t *leaf_no)
@@ -707,7 +715,7 @@ static int descend(struct btree *bt, const void *key, size_t klen, struct frame 
 
     if (ra != NULL && ra->window == 0)
         ra = NULL;
-    rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
+    rc = pool_fix(bt->pool, no, POOL_S, POOL_FIX_HOT, &f);
 
     if (hilen)
         *hilen = 0;
@@ -744,7 +752,7 @@ static int descend(struct btree *bt, const void *key, size_t klen, struct frame 
                 return DKV_OK;
             }
         }
-        rc = pool_fix(bt->pool, no, POOL_S, 0, &c);
+        rc = pool_fix(bt->pool, no, POOL_S, inner_hint(page), &c);
         pool_unfix(bt->pool, f);
         f = rc == DKV_OK ? c : NULL;
     }
@@ -1037,7 +1045,7 @@ static int leaf_exclusive(struct btree *bt, struct pool_mtr *m, const void *key,
     struct frame *f, *c;
     uint32_t no = bt->root;
     unsigned depth = 0;
-    int rc = pool_fix(bt->pool, no, POOL_S, 0, &f);
+    int rc = pool_fix(bt->pool, no, POOL_S, POOL_FIX_HOT, &f);
 
     if (rc == DKV_OK && (rc = check_node(frame_data(f), no)) == DKV_OK &&
         node_level(frame_data(f)) == 0) {
@@ -1070,7 +1078,7 @@ static int leaf_exclusive(struct btree *bt, struct pool_mtr *m, const void *key,
             pool_unfix(bt->pool, f);
             return rc;
         }
-        rc = pool_fix(bt->pool, no, POOL_S, 0, &c);
+        rc = pool_fix(bt->pool, no, POOL_S, POOL_FIX_HOT, &c);   /* level >= 2 */
         pool_unfix(bt->pool, f);
         f = NULL;
         if (rc == DKV_OK) {
