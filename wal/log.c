@@ -342,6 +342,12 @@ int wal_write_ahead(struct wal *wal, uint64_t lsn)
     pthread_mutex_lock(&wal->mutex);
     /* Durable is not enough: a page holding an unfinished unit's change
        must not reach the disk, since recovery would drop the unit (W4).
+       Nor is the page's own LSN: the unit's end mark lies after it, and
+       until the mark is durable recovery drops the unit just the same -
+       a unit's first MTRs made durable by another commit's sync, its last
+       one appended without a sync, and the page written then, would be a
+       unit half applied after a crash.  So the log is made durable up to
+       the last unit end (which is at or after the end of the page's unit).
        A failed log writes no page at all, and says why (W8, E4: a close
        after a failed batch reports the failure, not DKV_ERR_BUSY). */
     if (wal->error != 0)
@@ -349,7 +355,7 @@ int wal_write_ahead(struct wal *wal, uint64_t lsn)
     else if (lsn > wal->unit_end_lsn)
         rc = DKV_ERR_BUSY;
     else
-        rc = flush_locked(wal, lsn);
+        rc = flush_locked(wal, wal->unit_end_lsn);
     pthread_mutex_unlock(&wal->mutex);
     return rc;
 }

@@ -464,6 +464,33 @@ static uint64_t check_page(struct crash *c, unsigned iter, uint32_t pg,
     return v;
 }
 
+/* For a unit half applied: the units after the last acknowledged one,
+   MTR by MTR, and what each of their pages (and meta 0) holds, so the
+   failure can be read off the log of a run that cannot be replayed. */
+static void show_tail(const struct crash *c, const struct expect *e, const uint64_t *seen,
+                      uint64_t meta)
+{
+    unsigned t, j, i;
+
+    if (c->shown > SHOW_MAX)
+        return;
+    fprintf(stderr, "  acknowledged meta 0 %#" PRIx64 ", found %#" PRIx64 "\n",
+            e->last_meta, meta);
+    for (t = 0; t < e->ntail; t++) {
+        const struct unit *u = &e->tail[t];
+        fprintf(stderr, "  unit %#" PRIx64 "%s:", u->seq, u->lazy ? " (lazy)" : "");
+        for (j = 0; j < u->nmtr; j++) {
+            fprintf(stderr, " mtr %u%s%s [", j, u->meta_mtr == (int)j ? " +meta" : "",
+                    u->midsync[j] ? " +sync" : "");
+            for (i = 0; i < u->npg[j]; i++)
+                fprintf(stderr, "%s%u=%#" PRIx64, i ? " " : "", u->pg[j][i],
+                        seen[u->pg[j][i]]);
+            fprintf(stderr, "]");
+        }
+        fprintf(stderr, "\n");
+    }
+}
+
 /* The pages and meta slot 0 show the acknowledged units and then some
    prefix of the units after them, each whole: no unit half applied, none
    applied after one that is missing. */
@@ -495,9 +522,11 @@ static void check_units(struct crash *c, unsigned iter, const struct expect *e,
         return;                          /* already reported, page by page */
     if (pages_matched)
         fail(c, F_META, iter, "meta 0 holds %#" PRIx64 ", not the pages' unit", meta);
-    else
+    else {
         fail(c, F_HALF, iter, "pages and meta 0 (%#" PRIx64 ") match no whole prefix of "
              "the %u units after the last acknowledged one", meta, e->ntail);
+        show_tail(c, e, seen, meta);
+    }
 }
 
 /* Recovers, checks every page against the model, adopts what it found. */

@@ -711,8 +711,10 @@ static void test_write_ahead_refuses_unfinished_unit(void **state)
     struct fx *fx = *state;
     struct mtr_info m[3];
     struct wal_recovery out;
+    struct wal_stats st;
 
     fx_open_recover(fx, 1, &out);
+    wal_stop_background(fx->wal);       /* no asynchronous syncs meanwhile */
     commit_mtr(fx, &m[0], 1, 1, 100, WAL_UNIT_END);
     commit_mtr(fx, &m[1], 2, 1, 100, 0);
     assert_rc(wal_write_ahead(fx->wal, m[1].end), DKV_ERR_BUSY);
@@ -722,8 +724,16 @@ static void test_write_ahead_refuses_unfinished_unit(void **state)
        would discard the MTR and nothing could undo the page. */
     assert_rc(wal_sync(fx->wal), DKV_OK);
     assert_rc(wal_write_ahead(fx->wal, m[1].end), DKV_ERR_BUSY);
+    /* The unit ends lazily (no sync).  A page holding m[1] may now be
+       written - but only once the end mark is durable too: m[1] itself
+       already is, and recovery drops a unit whose end it does not find
+       (this order of events left units half applied in the crash test). */
     commit_mtr(fx, &m[2], 3, 1, 100, WAL_UNIT_END);
+    wal_stats_get(fx->wal, &st);
+    assert_true(st.durable_lsn < m[2].end);
     assert_rc(wal_write_ahead(fx->wal, m[1].end), DKV_OK);
+    wal_stats_get(fx->wal, &st);
+    assert_true(st.durable_lsn >= m[2].end);
     assert_rc(wal_write_ahead(fx->wal, m[2].end), DKV_OK);
 }
 
