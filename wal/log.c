@@ -219,7 +219,7 @@ static void gather_group(struct wal *wal)
    block, writes everything appended, and publishes the new durable LSN. */
 static void lead_one_round(struct wal *wal)
 {
-    uint64_t durable, block, from, to, t0;
+    uint64_t durable, unit_end, block, from, to, t0;
     int rc = DKV_OK;
 
     wal->leader = 1;
@@ -229,6 +229,7 @@ static void lead_one_round(struct wal *wal)
     wal->taken_waiters = (uint32_t)__atomic_fetch_add(&wal->wait_state, 1ull << 32,
                                                       __ATOMIC_ACQ_REL);
     durable = wal->end_lsn;
+    unit_end = wal->unit_end_lsn;             /* <= durable: in this round */
     block = wal_block_of(wal->lsn);
     from = wal->write_lsn;
     to = block;
@@ -255,6 +256,8 @@ static void lead_one_round(struct wal *wal)
     }
     if (rc == DKV_OK && durable > wal->durable_lsn)
         __atomic_store_n(&wal->durable_lsn, durable, __ATOMIC_RELEASE);
+    if (rc == DKV_OK && unit_end > wal->durable_unit_end)
+        wal->durable_unit_end = unit_end;
     dkv_assert(waiters_untaken(wal) >= wal->taken_waiters);
     __atomic_fetch_sub(&wal->wait_state, wal->taken_waiters, __ATOMIC_ACQ_REL);
     wal->taken_waiters = 0;
@@ -346,16 +349,19 @@ int wal_write_ahead(struct wal *wal, uint64_t lsn)
        until the mark is durable recovery drops the unit just the same -
        a unit's first MTRs made durable by another commit's sync, its last
        one appended without a sync, and the page written then, would be a
-       unit half applied after a crash.  So the log is made durable up to
-       the last unit end (which is at or after the end of the page's unit).
-       A failed log writes no page at all, and says why (W8, E4: a close
-       after a failed batch reports the failure, not DKV_ERR_BUSY). */
+       unit half applied after a crash.  A page at or before the last unit
+       end known durable is safe (units do not interleave: a unit of
+       several MTRs holds the writers out, so no other unit's end lies
+       inside it); else the log is made durable up to the last unit end,
+       which is at or after the end of the page's unit.  A failed log
+       writes no page at all, and says why (W8, E4: a close after a failed
+       batch reports the failure, not DKV_ERR_BUSY). */
     if (wal->error != 0)
         rc = wal->error;
     else if (lsn > wal->unit_end_lsn)
         rc = DKV_ERR_BUSY;
     else
-        rc = flush_locked(wal, wal->unit_end_lsn);
+        rc = flush_locked(wal, lsn <= wal->durable_unit_end ? lsn : wal->unit_end_lsn);
     pthread_mutex_unlock(&wal->mutex);
     return rc;
 }

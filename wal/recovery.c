@@ -427,7 +427,7 @@ static void resume_state(struct wal *wal, uint64_t block)
     store_le32(wal->buf + block % wal->buf_size + LB_OFF_FLAGS, LB_FLAG_RESTART);
     __atomic_store_n(&wal->lsn, block + LB_HDR, __ATOMIC_RELAXED);
     wal->end_lsn = wal->write_lsn = wal->durable_lsn = block;
-    wal->unit_end_lsn = block;
+    wal->unit_end_lsn = wal->durable_unit_end = block;
     wal->fpi_lsn = wal->cfg.no_page_images ? 0
                  : wal->checkpoint_lsn ? wal->checkpoint_lsn : 1;
     wal->cand_lsn = 0;

@@ -36,6 +36,7 @@ struct wal {
     uint64_t          write_lsn;      /* block start: all before is written  */
     uint64_t          durable_lsn;    /* written and synced up to here       */
     uint64_t          unit_end_lsn;   /* end of the last finished unit (W2)  */
+    uint64_t          durable_unit_end; /* the last unit end known durable   */
     uint64_t          checkpoint_lsn; /* recovery would start here           */
     uint64_t          checkpoint_no;
     uint64_t          cand_lsn;       /* checkpoint candidate, 0 = none      */
