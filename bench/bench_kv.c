@@ -87,8 +87,8 @@
    about half the budget (B-tree pages after random inserts are about 70%
    full), so the hot set fits the part of a cache that a scan-resistant
    policy protects - InnoDB's young part is 63% of the pool - and not only
-   the cache as a whole (at 0.5 its pages took 71%: part of it sat in the
-   old part, which every full scan flushes by design). */
+   the cache as a whole (at 0.5 its pages took about 70%: part of it sat
+   in the old part, which every full scan flushes by design). */
 #define SCAN_HOT_SHARE      0.35
 #define SQ_PUBLISH_EVERY    64u          /* sqlite3 counters, every N calls  */
 #define SQ_BUSY_MS          60000

@@ -472,8 +472,8 @@ static int ovf_read(struct btree *bt, uint32_t first, uint64_t total, void *buf,
 }
 
 /* The value of slot i of a latched leaf: copies min(cap, length) bytes. */
-static int leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
-                      size_t cap, size_t *vlen)
+int btree_leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
+                     size_t cap, size_t *vlen)
 {
     unsigned flags;
     size_t len;
@@ -872,7 +872,7 @@ int btree_get(struct btree *bt, const void *key, size_t klen, void *buf,
         return rc;
     i = node_search(frame_data(f), key, klen, &found);
     if (found)
-        rc = leaf_value(bt, frame_data(f), i, buf, cap, vlen);
+        rc = btree_leaf_value(bt, frame_data(f), i, buf, cap, vlen);
     pool_unfix(bt->pool, f);
     return rc != DKV_OK ? rc : found ? DKV_OK : DKV_NOTFOUND;
 }
@@ -882,12 +882,6 @@ int btree_leaf_for(struct btree *bt, const void *key, size_t klen, uint32_t *lea
     if (!key_ok(key, klen))
         return DKV_ERR_INVALID;
     return descend(bt, key, klen, NULL, NULL, NULL, NULL, leaf_no);
-}
-
-int btree_leaf_value(struct btree *bt, const void *page, unsigned i, void *buf,
-                     size_t cap, size_t *vlen)
-{
-    return leaf_value(bt, page, i, buf, cap, vlen);
 }
 
 /* Keys leave a scan in strict order and inside the leaf's bounds: a
@@ -1078,7 +1072,7 @@ static int leaf_exclusive(struct btree *bt, struct pool_mtr *m, const void *key,
             pool_unfix(bt->pool, f);
             return rc;
         }
-        rc = pool_fix(bt->pool, no, POOL_S, POOL_FIX_HOT, &c);   /* level >= 2 */
+        rc = pool_fix(bt->pool, no, POOL_S, inner_hint(frame_data(f)), &c);
         pool_unfix(bt->pool, f);
         f = NULL;
         if (rc == DKV_OK) {

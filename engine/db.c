@@ -565,8 +565,7 @@ DKV_EXPORT int dkv_write(dkv_db *db, dkv_batch *b)
 #define ITER_RA_MIN     8u              /* leaves                           */
 #define ITER_RA_BYTES   (4u << 20)      /* the window at most (iter_ra_max) */
 
-struct iter_leaf {
-    size_t   off;                     /* its image in buf                 */
+struct iter_leaf {                    /* leaf k's image: buf + k * ps     */
     unsigned from, end;               /* the slots it serves              */
 };
 
@@ -677,14 +676,13 @@ static int iter_take(void *arg, const void *page, unsigned from,
         }
     }
     if (rc == DKV_OK)
-        rc = grow(&it->buf, &it->cap, run_bytes(it) - it->ovf_len + it->db->ps);
+        rc = grow(&it->buf, &it->cap, (size_t)(it->nleaves + 1) * it->db->ps);
     if (rc != DKV_OK)
         return rc;
+    memcpy(it->buf + (size_t)it->nleaves * it->db->ps, page, it->db->ps);
     l = &it->leaves[it->nleaves++];
-    l->off = (size_t)(it->nleaves - 1) * it->db->ps;
     l->from = from;
     l->end = end;
-    memcpy(it->buf + l->off, page, it->db->ps);
     if (end < n) {                    /* cut after a long value           */
         size_t kl;
         const unsigned char *k = node_key(page, end - 1, &kl);
@@ -709,7 +707,7 @@ static int iter_settle(dkv_iter *it)
     }
     if (it->cur >= it->nleaves)
         return 0;
-    page = it->buf + it->leaves[it->cur].off;
+    page = it->buf + (size_t)it->cur * it->db->ps;
     it->key = node_key(page, it->slot, &it->klen);
     it->val = node_value(page, it->slot, &it->vlen, &flags);
     it->is_ovf = (flags & NODE_VAL_OVERFLOW) != 0;

@@ -44,10 +44,6 @@ static void set_count(void *page, unsigned n) { store_le16(bytes(page) + NODE_OF
 static void set_cells_start(void *page, uint32_t v) { store_le32(bytes(page) + NODE_OFF_CELLS, v); }
 static void set_garbage(void *page, uint32_t v) { store_le32(bytes(page) + NODE_OFF_GARBAGE, v); }
 
-static uint32_t slot_off(const void *page, unsigned i)
-{
-    return node_slot_off(page, i);
-}
 
 static void set_slot(void *page, unsigned i, uint32_t off)
 {
@@ -150,7 +146,7 @@ int node_search_checked(const void *page, uint32_t page_size, const void *key,
         return -1;
     while (lo < hi) {
         unsigned mid = lo + (hi - lo) / 2;
-        uint32_t off = slot_off(page, mid);
+        uint32_t off = node_slot_off(page, mid);
         size_t mlen;
         int c;
 
@@ -180,7 +176,7 @@ const unsigned char *node_value_checked(const void *page, uint32_t page_size,
 
     if (i >= node_count(page) || NODE_HEADER_SIZE + ((size_t)i + 1) * NODE_SLOT_SIZE > page_size)
         return NULL;
-    off = slot_off(page, i);
+    off = node_slot_off(page, i);
     if ((size_t)off + NODE_LEAF_CELL_HDR > page_size)
         return NULL;
     klen = load_le16(cbytes(page) + off);
@@ -198,7 +194,7 @@ int node_child_checked(const void *page, uint32_t page_size, unsigned i,
 
     if (i >= node_count(page) || NODE_HEADER_SIZE + ((size_t)i + 1) * NODE_SLOT_SIZE > page_size)
         return -1;
-    off = slot_off(page, i);
+    off = node_slot_off(page, i);
     if ((size_t)off + NODE_INNER_CELL_HDR > page_size)
         return -1;
     *child = load_le32(cbytes(page) + off + 2);
@@ -221,7 +217,7 @@ static void slots_by_offset(const void *page, uint32_t *out)
     unsigned i, n = node_count(page);
 
     for (i = 0; i < n; i++)
-        out[i] = slot_off(page, i) << 16 | i;
+        out[i] = node_slot_off(page, i) << 16 | i;
     qsort(out, n, sizeof(*out), by_offset_desc);
 }
 
@@ -321,7 +317,7 @@ int node_insert_inner(void *page, uint32_t page_size, unsigned i,
 void node_remove(void *page, unsigned i)
 {
     unsigned n = node_count(page);
-    uint32_t off = slot_off(page, i), size;
+    uint32_t off = node_slot_off(page, i), size;
 
     dkv_verify(i < n);
     size = cell_bytes(page, off);
@@ -372,9 +368,9 @@ unsigned node_split_point(const void *page, uint32_t page_size)
     (void)page_size;
     dkv_verify(n >= 2);
     for (i = 0; i < n; i++)
-        total += NODE_SLOT_SIZE + cell_bytes(page, slot_off(page, i));
+        total += NODE_SLOT_SIZE + cell_bytes(page, node_slot_off(page, i));
     for (i = 0; i < n - 1; i++) {
-        left += NODE_SLOT_SIZE + cell_bytes(page, slot_off(page, i));
+        left += NODE_SLOT_SIZE + cell_bytes(page, node_slot_off(page, i));
         if (2 * left >= total)
             break;
     }
@@ -401,7 +397,7 @@ int node_check(const void *page, uint32_t page_size, uint32_t page_no)
         return PAGER_CORRUPT(page_no, "node header out of range");
     memset(starts, 0, page_size / 8);
     for (k = 0; k < n && rc == DKV_OK; k++) {
-        uint32_t off = slot_off(page, k);
+        uint32_t off = node_slot_off(page, k);
         const unsigned char *c = cbytes(page) + off;
         uint32_t hdr = level > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR;
         if (off < start || off + hdr > page_size)

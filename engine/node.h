@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pager/page_format.h"
+
 #define NODE_OFF_COUNT      24
 #define NODE_OFF_LEVEL      26
 #define NODE_OFF_CELLS      28
@@ -77,8 +79,7 @@ void     node_init(void *page, uint32_t page_size, unsigned level);
 
 static inline unsigned node_count(const void *page)
 {
-    const unsigned char *p = page;
-    return (unsigned)p[NODE_OFF_COUNT] | (unsigned)p[NODE_OFF_COUNT + 1] << 8;
+    return load_le16((const unsigned char *)page + NODE_OFF_COUNT);
 }
 
 static inline unsigned node_level(const void *page)
@@ -89,9 +90,7 @@ static inline unsigned node_level(const void *page)
 /* The cell offset in slot i (i < count). */
 static inline uint32_t node_slot_off(const void *page, unsigned i)
 {
-    const unsigned char *p = (const unsigned char *)page + NODE_HEADER_SIZE +
-                             NODE_SLOT_SIZE * i;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+    return load_le16((const unsigned char *)page + NODE_HEADER_SIZE + NODE_SLOT_SIZE * i);
 }
 uint32_t node_right(const void *page);
 void     node_set_right(void *page, uint32_t page_no);
@@ -103,7 +102,7 @@ static inline const unsigned char *node_key(const void *page, unsigned i, size_t
 {
     const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i);
 
-    *klen = (size_t)c[0] | (size_t)c[1] << 8;
+    *klen = load_le16(c);
     return c + (node_level(page) > 0 ? NODE_INNER_CELL_HDR : NODE_LEAF_CELL_HDR);
 }
 /* A leaf's value of slot i: bytes, length and flags (NODE_VAL_*). */
@@ -112,18 +111,15 @@ static inline const unsigned char *node_value(const void *page, unsigned i, size
 {
     const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i);
 
-    *vlen = (size_t)c[2] | (size_t)c[3] << 8 | (size_t)c[4] << 16 | (size_t)c[5] << 24;
+    *vlen = load_le32(c + 2);
     *flags = c[6];
-    return c + NODE_LEAF_CELL_HDR + ((size_t)c[0] | (size_t)c[1] << 8);
+    return c + NODE_LEAF_CELL_HDR + load_le16(c);
 }
 
 /* An inner node's child of slot i (keys >= key i). */
 static inline uint32_t node_child(const void *page, unsigned i)
 {
-    const unsigned char *c = (const unsigned char *)page + node_slot_off(page, i) + 2;
-
-    return (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 |
-           (uint32_t)c[3] << 24;
+    return load_le32((const unsigned char *)page + node_slot_off(page, i) + 2);
 }
 /* The child of an inner node that holds key: the leftmost child, or the
    child of the last separator <= key.  *slot: that separator's index + 1

@@ -221,7 +221,7 @@ static int uring_reap(struct io_ctx *ctx, struct io_req **done, unsigned min,
         /* Completions that the device finished but the kernel has not
            posted yet (COOP_TASKRUN): one enter posts them.  Its failure
            only means the poll finds nothing now. */
-        io_uring_enter(u->ring.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
+        io_uring_get_events(&u->ring);
     }
     n = io_uring_peek_batch_cqe(&u->ring, u->cqes, max);
     for (i = 0; i < n; i++) {

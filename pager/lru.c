@@ -156,23 +156,20 @@ void lru_touch(struct pool *pool, struct frame *f, int hot)
             move_young(pool, f, 0);
         return;
     }
-    if (hot) {                        /* P6e: no old_blocks_time for it */
-        move_young(pool, f, 1);
-        atomic_fetch_add(&pool->made_young, 1);
-        return;
-    }
-    now = pool_now_ms(pool);
-    first = atomic_load(&f->first_access_ms);
-    if (first == LRU_NOT_TOUCHED) {
-        /* The first touch since the read starts the clock (P6b). */
-        atomic_store(&f->first_access_ms, now);
-        if (pool->old_time_ms != 0) {
+    if (!hot) {                       /* P6e: no old_blocks_time for it */
+        now = pool_now_ms(pool);
+        first = atomic_load(&f->first_access_ms);
+        if (first == LRU_NOT_TOUCHED) {
+            /* The first touch since the read starts the clock (P6b). */
+            atomic_store(&f->first_access_ms, now);
+            if (pool->old_time_ms != 0) {
+                atomic_fetch_add(&pool->not_young, 1);
+                return;
+            }
+        } else if (now - first < pool->old_time_ms) {
             atomic_fetch_add(&pool->not_young, 1);
             return;
         }
-    } else if (now - first < pool->old_time_ms) {
-        atomic_fetch_add(&pool->not_young, 1);
-        return;
     }
     move_young(pool, f, 1);
     atomic_fetch_add(&pool->made_young, 1);

